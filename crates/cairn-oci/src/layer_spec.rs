@@ -1,0 +1,56 @@
+//! The reproducible layer format written by [`write_layer`](crate::write_layer).
+//!
+//! This module holds no code; it is the specification the writer follows and
+//! the tests check. Same input tree + same [`LayerOptions`](crate::LayerOptions)
+//! + same cairn version ⇒ byte-identical tar, and byte-identical gzip
+//!   (the gzip bytes also depend on the pinned backend, flate2 + zlib-rs).
+//!
+//! # Entries
+//!
+//! 1. **Order.** Depth-first, a directory immediately before its children;
+//!    siblings sorted by the raw bytes of their names (so `a/`, `a/x`, `a-b`).
+//! 2. **The root directory itself is not an entry.**
+//! 3. **Paths** are relative, without a leading `./` or `/`. Directories end
+//!    with `/`. Names longer than the 100-byte header field use the GNU
+//!    `././@LongLink` extension (what the `tar` crate writes); link targets
+//!    longer than 100 bytes use GNU `././@LongLink` type `K`.
+//! 4. **Header format:** GNU (`ustar␠␠\0` magic), one header per entry.
+//! 5. **Owner:** numeric uid/gid from `lstat`; `uname`/`gname` empty.
+//! 6. **mtime:** `min(lstat mtime, source_date_epoch)` in whole seconds (negative
+//!    mtimes become 0). No atime/ctime are written.
+//! 7. **Mode:** the low 12 bits of `st_mode` (permissions plus setuid, setgid, sticky).
+//! 8. **Types:** regular files, directories (size 0), symlinks (target stored
+//!    as read by `readlink`), hardlinks, FIFOs, char and block devices (major/minor
+//!    in the header). Sockets are skipped with a warning.
+//! 9. **Hardlinks:** for every non-directory with `nlink > 1`, the first
+//!    occurrence in entry order is written as a normal entry; each later path of
+//!    the same `(dev, ino)` becomes a hardlink entry (type `1`) pointing at that
+//!    first path, size 0.
+//! 10. **Xattrs** are written as one PAX extended header (type `x`) before the
+//!     entry, with records `SCHILY.xattr.<name>=<value>` sorted by name bytes.
+//!     Never written: `trusted.overlay.*`, `user.overlay.*` (overlayfs
+//!     bookkeeping) and `security.selinux` (host labelling). Names that are
+//!     not UTF-8 are skipped with a warning. No other PAX records are written.
+//! 11. The archive ends with the two zero blocks the `tar` crate writes; no
+//!     further padding.
+//!
+//! # Overlay upper directories ([`SourceKind::OverlayUpper`](crate::SourceKind))
+//!
+//! * A character device `0:0` (or a regular file carrying a
+//!   `trusted.overlay.whiteout`/`user.overlay.whiteout` xattr) named `n` is
+//!   written as the OCI whiteout `.wh.n`: a regular file, size 0, mode `0600`,
+//!   uid/gid and (clamped) mtime of the original. Whiteouts never take part in
+//!   hardlink detection (overlayfs shares one whiteout inode).
+//! * A directory with `trusted.overlay.opaque=y` or `user.overlay.opaque=y` is
+//!   written as the directory entry immediately followed by the opaque marker
+//!   `<dir>/.wh..wh..opq` (regular file, size 0, mode `0600`, the dir's
+//!   uid/gid/mtime), then its children.
+//! * Upper dirs must come from mounts without `metacopy=on` and with
+//!   `redirect_dir=off`: metacopy-only files and redirected directories are
+//!   not understood and would be written incompletely.
+//!
+//! # Compression
+//!
+//! gzip via flate2 (zlib-rs backend), level [`LayerOptions::gzip_level`](crate::LayerOptions)
+//! (default 6), default gzip header (no name, mtime 0). The layer `diff_id` is
+//! the sha256 of the tar stream, the `digest` the sha256 of the gzip stream.
