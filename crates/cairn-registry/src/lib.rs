@@ -1,0 +1,69 @@
+//! `cairn-registry`: a small OCI distribution client owned by cairn.
+//!
+//! # Why our own client
+//!
+//! We evaluated `oci-client` 0.18 (see `shared/research/crates.md` §3). It
+//! streams fine, but three gaps matter for a builder that pushes caches and
+//! images to real registries:
+//!
+//! * a **declined cross-repository mount** (`202 Accepted`, which the spec
+//!   allows: the registry just opens a normal upload session) is reported as
+//!   an error instead of "not mounted, upload instead";
+//! * there are **no retries** for transient failures (5xx, 429, resets);
+//! * bearer tokens are **scoped to one repository**, so a mount (push on the
+//!   target *and* pull on the source) cannot be authorised with one token.
+//!
+//! The protocol surface a builder needs is small (manifests GET/HEAD/PUT/
+//! DELETE, blobs HEAD/GET, monolithic upload, mount, tag list), so cairn owns
+//! it: one streaming code path we control, on `reqwest` 0.13 with `rustls`
+//! 0.23 and the `ring` provider (no aws-lc/cmake in the build), with
+//! certificates checked by `rustls-platform-verifier` (system roots).
+//!
+//! # Behaviour
+//!
+//! * Loopback registries (`localhost`, `127.0.0.0/8`, `[::1]`) are spoken to
+//!   over plain HTTP, as Docker does; others over HTTPS unless listed in
+//!   [`ClientOptions::insecure_registries`].
+//! * Auth: anonymous first; on `401` with a `Bearer` challenge a token is
+//!   requested from the realm (with basic credentials when configured) for
+//!   all scopes the operation needs; on a `Basic` challenge the configured
+//!   credentials are sent. Credentials never appear in `Debug`, `Display` or
+//!   errors.
+//! * Idempotent requests (GET/HEAD) are retried up to 3 times with backoff on
+//!   5xx, 429 and connection errors. Uploads are not retried.
+//! * Blobs are streamed both ways and never held in memory; downloads are
+//!   sha256-verified while written to a temp file beside the destination and
+//!   renamed into place only once verified.
+//!
+//! Endpoints follow the OCI distribution spec v1.1 (`/v2/<name>/manifests/…`,
+//! `/v2/<name>/blobs/…`, `/v2/<name>/blobs/uploads/`, `/v2/<name>/tags/list`).
+
+mod auth;
+mod client;
+mod error;
+mod reference;
+
+pub use client::{Client, ClientOptions, FetchedManifest};
+pub use error::Error;
+pub use oci_spec::image::Digest;
+pub use reference::Reference;
+
+/// Media types the client accepts for manifests.
+pub mod media_types {
+    /// OCI image manifest.
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    /// OCI image index.
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    /// Docker image manifest v2 schema 2.
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    /// Docker manifest list.
+    pub const DOCKER_MANIFEST_LIST: &str =
+        "application/vnd.docker.distribution.manifest.list.v2+json";
+    /// All four, in preference order (for `Accept`).
+    pub const MANIFEST_ACCEPT: [&str; 4] = [
+        OCI_MANIFEST,
+        OCI_INDEX,
+        DOCKER_MANIFEST,
+        DOCKER_MANIFEST_LIST,
+    ];
+}

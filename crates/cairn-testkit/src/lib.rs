@@ -1,0 +1,12 @@
+//! Test helpers for cairn.
+//!
+//! Everything here starts *real* things (no mocks): [`registry::TestRegistry`]
+//! runs the CNCF distribution registry (`docker-registry` from Debian) on a
+//! loopback port with storage in a temporary directory.
+//!
+//! Modules are independent; add new ones (`pub mod seed;`, …) next to
+//! `registry` and re-export their main types below.
+
+pub mod registry;
+
+pub use registry::{Error as RegistryError, TestRegistry};
