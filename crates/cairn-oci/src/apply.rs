@@ -58,10 +58,11 @@ pub struct ApplyStats {
 }
 
 /// Wrap a layer blob in the right decompressor, chosen by magic bytes:
-/// gzip (`1f 8b`), plain tar otherwise. zstd (`28 b5 2f fd`) is detected and
+/// gzip (`1f 8b`), plain tar otherwise. The file is read from its start. zstd (`28 b5 2f fd`) is detected and
 /// reported as unsupported (no zstd dependency yet).
 pub fn open_layer_reader(file: File) -> Result<Box<dyn Read>, Error> {
     let mut file = file;
+    file.seek(SeekFrom::Start(0)).ctx("seek layer", "<layer>")?;
     let mut magic = [0u8; 4];
     let mut n = 0;
     while n < magic.len() {
@@ -386,8 +387,20 @@ impl Applier<'_> {
                 if tcomps == comps {
                     return Ok(());
                 }
-                let tparent = self.open_dir(tparent_comps, false)?;
                 let thost = self.host_path(&tcomps);
+                let tparent = match self.open_dir(tparent_comps, false) {
+                    Ok(fd) => fd,
+                    Err(Error::Io { source, .. }) => {
+                        return Err(Error::UnsafePath {
+                            path: host,
+                            reason: format!(
+                                "hardlink target {} not present in the root ({source})",
+                                String::from_utf8_lossy(&target_raw)
+                            ),
+                        });
+                    }
+                    Err(e) => return Err(e),
+                };
                 match rustix::fs::statat(&tparent, tname.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
                     Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
                         return Err(Error::UnsafePath {
@@ -665,3 +678,6 @@ fn remove_all_at(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<()> {
 fn replace(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<()> {
     remove_all_at(dir, name)
 }
+
+#[cfg(test)]
+mod tests;

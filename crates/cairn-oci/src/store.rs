@@ -331,3 +331,6 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         .map_err(|e| Error::io("rename into", path, e.error))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -367,3 +367,6 @@ impl<R: Read> Read for ExactReader<R> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

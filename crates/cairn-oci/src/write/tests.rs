@@ -1,0 +1,278 @@
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::Path;
+
+use rustix::fs::{CWD, FileType, Mode};
+
+use super::*;
+
+/// One tar entry as seen by the tar crate's reader (fine for tests).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Seen {
+    pub path: String,
+    pub kind: EntryType,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: u64,
+    pub link: Option<String>,
+    pub data: Vec<u8>,
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+pub(crate) fn read_entries(tar_bytes: &[u8]) -> Vec<Seen> {
+    let mut ar = tar::Archive::new(tar_bytes);
+    let mut out = Vec::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut xattrs = BTreeMap::new();
+        if let Some(exts) = e.pax_extensions().unwrap() {
+            for x in exts {
+                let x = x.unwrap();
+                xattrs.insert(x.key().unwrap().to_string(), x.value_bytes().to_vec());
+            }
+        }
+        let h = e.header().clone();
+        assert_eq!(h.username_bytes().unwrap_or_default(), b"");
+        assert_eq!(h.groupname_bytes().unwrap_or_default(), b"");
+        let link = e
+            .link_name_bytes()
+            .map(|l| String::from_utf8(l.into_owned()).unwrap());
+        let path = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        out.push(Seen {
+            path,
+            kind: h.entry_type(),
+            mode: h.mode().unwrap(),
+            uid: h.uid().unwrap(),
+            gid: h.gid().unwrap(),
+            mtime: h.mtime().unwrap(),
+            link,
+            data,
+            xattrs,
+        });
+    }
+    out
+}
+
+pub(crate) fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// Try to set a user xattr; false when the filesystem refuses.
+pub(crate) fn try_xattr(p: &Path, name: &str, value: &[u8]) -> bool {
+    xattr::set(p, name, value).is_ok()
+}
+
+/// A tree with a file, a dir, a symlink, a hardlink, a fifo, setuid bits and an xattr.
+pub(crate) fn sample_tree(root: &Path) -> bool {
+    fs::write(root.join("a"), b"hello").unwrap();
+    fs::write(root.join("a-b"), b"x").unwrap();
+    fs::hard_link(root.join("a"), root.join("a2")).unwrap();
+    fs::create_dir(root.join("d")).unwrap();
+    fs::write(root.join("d/f"), b"setuid").unwrap();
+    fs::set_permissions(root.join("d/f"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::set_permissions(root.join("d"), fs::Permissions::from_mode(0o1750)).unwrap();
+    symlink("a", root.join("s")).unwrap();
+    rustix::fs::mknodat(
+        CWD,
+        root.join("p"),
+        FileType::Fifo,
+        Mode::from_raw_mode(0o640),
+        0,
+    )
+    .unwrap();
+    fs::set_permissions(root.join("p"), fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::lchown(root.join("a-b"), Some(1000), Some(1001)).unwrap();
+    try_xattr(&root.join("a"), "user.cairn", b"v1")
+}
+
+fn layer_bytes(dir: &Path, kind: SourceKind, opts: &LayerOptions) -> (LayerInfo, Vec<u8>) {
+    let mut out = Vec::new();
+    let info = write_layer(dir, kind, &mut out, opts).unwrap();
+    (info, out)
+}
+
+#[test]
+fn plain_tree_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let has_xattr = sample_tree(root);
+    let opts = LayerOptions {
+        source_date_epoch: 1_000_000,
+        gzip_level: 6,
+    };
+    let (info, gz) = layer_bytes(root, SourceKind::Plain, &opts);
+    assert_eq!(info.size, gz.len() as u64);
+    assert_eq!(info.digest, crate::sha256_digest(&gz));
+    assert_eq!(info.media_type, media_types::OCI_LAYER_GZIP);
+    let tar_bytes = gunzip(&gz);
+    assert_eq!(info.diff_id, crate::sha256_digest(&tar_bytes));
+
+    let entries = read_entries(&tar_bytes);
+    let paths: Vec<_> = entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["a", "a-b", "a2", "d/", "d/f", "p", "s"]);
+    let by = |p: &str| entries.iter().find(|e| e.path == p).unwrap().clone();
+
+    let a = by("a");
+    assert_eq!(a.kind, EntryType::Regular);
+    assert_eq!(a.data, b"hello");
+    assert_eq!(a.mtime, 1_000_000, "mtime clamped to epoch");
+    if has_xattr {
+        assert_eq!(a.xattrs.get("SCHILY.xattr.user.cairn").unwrap(), b"v1");
+    }
+    let ab = by("a-b");
+    assert_eq!((ab.uid, ab.gid), (1000, 1001));
+    let a2 = by("a2");
+    assert_eq!(a2.kind, EntryType::Link);
+    assert_eq!(a2.link.as_deref(), Some("a"));
+    let d = by("d/");
+    assert_eq!(d.kind, EntryType::Directory);
+    assert_eq!(d.mode, 0o1750);
+    assert_eq!(by("d/f").mode, 0o4755);
+    assert_eq!(by("p").kind, EntryType::Fifo);
+    assert_eq!(by("p").mode, 0o640);
+    let s = by("s");
+    assert_eq!(s.kind, EntryType::Symlink);
+    assert_eq!(s.link.as_deref(), Some("a"));
+}
+
+#[test]
+fn reproducible_and_epoch_clamped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    sample_tree(root);
+    // Long names exercise the GNU long-name path.
+    let long = "x".repeat(150);
+    fs::create_dir(root.join(&long)).unwrap();
+    fs::write(root.join(&long).join("y".repeat(120)), b"deep").unwrap();
+
+    let opts = LayerOptions::default();
+    let (one, gz1) = layer_bytes(root, SourceKind::Plain, &opts);
+    let (two, gz2) = layer_bytes(root, SourceKind::Plain, &opts);
+    assert_eq!(one, two);
+    assert_eq!(gz1, gz2);
+
+    // Touch everything to "now": epoch 0 clamps every mtime, digest unchanged.
+    for e in walkdir::WalkDir::new(root).min_depth(1) {
+        let e = e.unwrap();
+        rustix::fs::utimensat(
+            CWD,
+            e.path(),
+            &rustix::fs::Timestamps {
+                last_access: rustix::fs::Timespec {
+                    tv_sec: 2_000_000_000,
+                    tv_nsec: 5,
+                },
+                last_modification: rustix::fs::Timespec {
+                    tv_sec: 2_000_000_000,
+                    tv_nsec: 5,
+                },
+            },
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+    }
+    let (three, _) = layer_bytes(root, SourceKind::Plain, &opts);
+    assert_eq!(one, three);
+
+    let entries = read_entries(&gunzip(&gz1));
+    assert!(entries.iter().all(|e| e.mtime == 0));
+    assert!(entries.iter().any(|e| e.path == format!("{long}/")));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.path == format!("{long}/{}", "y".repeat(120)))
+    );
+
+    // A different epoch that does not clamp gives a different layer.
+    let later = LayerOptions {
+        source_date_epoch: u64::MAX,
+        gzip_level: 6,
+    };
+    let (four, _) = layer_bytes(root, SourceKind::Plain, &later);
+    assert_ne!(one.diff_id, four.diff_id);
+}
+
+#[test]
+fn overlay_upper_whiteouts_and_opaque() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // char device 0/0 = overlay whiteout (needs CAP_MKNOD; tests run as root).
+    if rustix::fs::mknodat(
+        CWD,
+        root.join("gone"),
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(0),
+        rustix::fs::makedev(0, 0),
+    )
+    .is_err()
+    {
+        eprintln!("skipping: mknod not permitted");
+        return;
+    }
+    fs::create_dir(root.join("op")).unwrap();
+    fs::write(root.join("op/keep"), b"k").unwrap();
+    if !try_xattr(&root.join("op"), "trusted.overlay.opaque", b"y") {
+        // Unprivileged overlay uses the user.* namespace.
+        assert!(try_xattr(&root.join("op"), "user.overlay.opaque", b"y"));
+    }
+    fs::create_dir(root.join("plain")).unwrap();
+    let _ = try_xattr(&root.join("plain"), "trusted.overlay.origin", b"junk");
+    let _ = try_xattr(&root.join("plain"), "user.overlay.origin", b"junk");
+    let _ = try_xattr(&root.join("plain"), "user.keep", b"1");
+    // "x" means "not opaque, has whiteouts" in newer kernels.
+    fs::create_dir(root.join("notopq")).unwrap();
+    let _ = try_xattr(&root.join("notopq"), "user.overlay.opaque", b"x");
+
+    let (_, gz) = layer_bytes(root, SourceKind::OverlayUpper, &LayerOptions::default());
+    let entries = read_entries(&gunzip(&gz));
+    let paths: Vec<_> = entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            ".wh.gone",
+            "notopq/",
+            "op/",
+            "op/.wh..wh..opq",
+            "op/keep",
+            "plain/"
+        ]
+    );
+    let wh = &entries[0];
+    assert_eq!(wh.kind, EntryType::Regular);
+    assert!(wh.data.is_empty());
+    for e in &entries {
+        assert!(
+            e.xattrs.keys().all(|k| !k.contains(".overlay.")),
+            "overlay xattr leaked on {}: {:?}",
+            e.path,
+            e.xattrs
+        );
+    }
+
+    // The same tree as Plain keeps the char device as a device.
+    let (_, gz) = layer_bytes(root, SourceKind::Plain, &LayerOptions::default());
+    let entries = read_entries(&gunzip(&gz));
+    assert_eq!(entries[0].path, "gone");
+    assert_eq!(entries[0].kind, EntryType::Char);
+}
+
+#[test]
+fn empty_upper() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(layer_is_empty(tmp.path()).unwrap());
+    fs::write(tmp.path().join("f"), b"").unwrap();
+    assert!(!layer_is_empty(tmp.path()).unwrap());
+    let (info, gz) = layer_bytes(tmp.path(), SourceKind::Plain, &LayerOptions::default());
+    assert_eq!(read_entries(&gunzip(&gz)).len(), 1);
+    assert_eq!(info.size as usize, gz.len());
+    let _ = fs::metadata(tmp.path()).unwrap().ino();
+}
