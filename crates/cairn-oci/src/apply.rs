@@ -285,7 +285,10 @@ impl Applier<'_> {
                     tc.push(target.to_owned());
                     remove_all_at(&dir, target).ctx("remove (whiteout)", self.host_path(&tc))?;
                 }
-                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+                // Nothing to delete when the parent is missing or not a directory.
+                Err(Error::Io { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound
+                        || source.raw_os_error() == Some(Errno::NOTDIR.raw_os_error()) => {}
                 Err(e) => return Err(e),
             }
             self.stats.whiteouts += 1;
@@ -330,7 +333,7 @@ impl Applier<'_> {
                 self.dir_times.push((comps.clone(), mtime));
                 self.stats.dirs += 1;
             }
-            EntryType::Regular | EntryType::Continuous => {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 replace(&parent, name).ctx("remove existing", &host)?;
                 let fd = rustix::fs::openat(
                     &parent,

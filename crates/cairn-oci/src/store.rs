@@ -276,6 +276,18 @@ pub fn write_oci_layout(
     ref_name: Option<&str>,
 ) -> Result<(), Error> {
     check_sha256(manifest_digest)?;
+    let stored = fs::metadata(store.blob_path(manifest_digest))
+        .map_err(|_| Error::BlobNotFound {
+            digest: manifest_digest.clone(),
+            store: store.root().to_path_buf(),
+        })?
+        .len();
+    if stored != manifest_size {
+        return Err(Error::Unsupported {
+            what: format!("manifest size {manifest_size} (stored blob has {stored} bytes)"),
+            path: store.blob_path(manifest_digest),
+        });
+    }
     let mut blobs = Vec::new();
     collect_blobs(store, manifest_digest, manifest_media_type, &mut blobs)?;
 

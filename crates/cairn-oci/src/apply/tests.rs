@@ -501,3 +501,74 @@ fn open_layer_reader_sniffs() {
         Err(Error::Unsupported { .. })
     ));
 }
+
+#[test]
+fn whiteout_under_missing_or_file_parent_is_ignored() {
+    let sb = Sandbox::new();
+    fs::write(sb.root.join("afile"), b"").unwrap();
+    let tar = RawTar::new()
+        .file("missing/.wh.x", b"")
+        .file("afile/.wh.x", b"")
+        .bytes();
+    let stats = sb.apply(&tar).unwrap();
+    assert_eq!(stats.whiteouts, 2);
+    assert!(sb.root.join("afile").is_file());
+    assert!(!sb.root.join("missing").exists());
+}
+
+#[test]
+fn layers_stack_in_order() {
+    // Layer 1 creates, layer 2 deletes and replaces: the usual multi-layer case.
+    let sb = Sandbox::new();
+    let l1 = RawTar::new()
+        .dir("etc/")
+        .file("etc/a", b"1")
+        .file("etc/b", b"1")
+        .dir("var/")
+        .dir("var/cache/")
+        .file("var/cache/x", b"1")
+        .bytes();
+    let l2 = RawTar::new()
+        .dir("etc/")
+        .file("etc/.wh.a", b"")
+        .file("etc/b", b"2")
+        .dir("var/cache/")
+        .file("var/cache/.wh..wh..opq", b"")
+        .file("var/cache/y", b"2")
+        .bytes();
+    sb.apply(&l1).unwrap();
+    sb.apply(&l2).unwrap();
+    let r = &sb.root;
+    assert!(!r.join("etc/a").exists());
+    assert_eq!(fs::read(r.join("etc/b")).unwrap(), b"2");
+    assert!(!r.join("var/cache/x").exists());
+    assert_eq!(fs::read(r.join("var/cache/y")).unwrap(), b"2");
+    sb.assert_outside_untouched();
+}
+
+#[test]
+fn chown_errors_policy() {
+    let sb = Sandbox::new();
+    let root = rustix::fs::openat(rustix::fs::CWD, &sb.root, dir_oflags(), Mode::empty()).unwrap();
+    let strict = ApplyOptions::default();
+    let lenient = ApplyOptions {
+        ignore_chown_errors: true,
+    };
+    let mk = |opts| Applier {
+        root: rustix::io::dup(&root).unwrap(),
+        root_path: &sb.root,
+        opts,
+        stats: ApplyStats::default(),
+        layer_paths: HashSet::new(),
+        dir_times: Vec::new(),
+    };
+    let p = Path::new("f");
+    let mut a = mk(&strict);
+    assert!(a.chown_result(Err(Errno::INVAL), p).is_err());
+    let mut a = mk(&lenient);
+    a.chown_result(Err(Errno::INVAL), p).unwrap();
+    a.chown_result(Err(Errno::PERM), p).unwrap();
+    assert!(a.chown_result(Err(Errno::IO), p).is_err());
+    assert_eq!(a.stats.chown_errors_ignored, 2);
+    assert!(Applier::ids(u64::from(u32::MAX), 0, p).is_err());
+}

@@ -182,3 +182,24 @@ fn oci_layout_export() {
         Err(Error::BlobNotFound { .. })
     ));
 }
+
+#[test]
+fn oci_layout_rejects_wrong_manifest_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(tmp.path().join("store")).unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let (md, msize, _, _) = sample_image(&store, &src);
+    let dest = tmp.path().join("out");
+    assert!(
+        write_oci_layout(
+            &store,
+            &md,
+            media_types::OCI_MANIFEST,
+            msize + 1,
+            &dest,
+            None
+        )
+        .is_err()
+    );
+}
