@@ -349,9 +349,7 @@ impl Client {
             .await?;
         let resp = check(resp, &repo.registry, Method::POST, &[StatusCode::ACCEPTED]).await?;
         let mut put_url = self.location(repo, &resp)?;
-        put_url
-            .query_pairs_mut()
-            .append_pair("digest", d.as_ref());
+        put_url.query_pairs_mut().append_pair("digest", d.as_ref());
         let build = |b: RequestBuilder| -> Result<RequestBuilder, Error> {
             let file = std::fs::File::open(path)
                 .map_err(Error::io(format!("opening {}", path.display())))?;
@@ -579,6 +577,8 @@ impl Client {
             .await
         {
             Ok(resp) if resp.status().is_success() => {}
+            // distribution 2.8 refuses a DELETE whose `_state` predates a failed PUT
+            // (BLOB_UPLOAD_INVALID); its upload purger collects such sessions.
             Ok(resp) => {
                 tracing::debug!(status = %resp.status(), "cancelling upload session failed")
             }
