@@ -816,10 +816,22 @@ async fn read_limited(resp: Response, limit: usize, registry: &str) -> Result<Ve
 }
 
 fn http_err(method: &Method, url: &Url, source: reqwest::Error) -> Error {
+    let source = source.without_url();
+    let mut detail = source.to_string();
+    let mut cause = std::error::Error::source(&source);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !detail.contains(&text) {
+            detail.push_str(": ");
+            detail.push_str(&text);
+        }
+        cause = c.source();
+    }
     Error::Http {
         method: method.to_string(),
         url: strip_query(url),
-        source: source.without_url(),
+        detail,
+        source,
     }
 }
 

@@ -32,12 +32,14 @@ pub enum Error {
         errors: Vec<RegistryErrorDetail>,
     },
     /// The HTTP request itself failed (connection, TLS, timeout, body…).
-    #[error("{method} {url} failed: {source}")]
+    #[error("{method} {url} failed: {detail}")]
     Http {
         /// HTTP method.
         method: String,
         /// Request URL (without query string).
         url: String,
+        /// The error and its causes, joined with `: ` (e.g. "…: Connection refused").
+        detail: String,
         /// Underlying error.
         #[source]
         source: reqwest::Error,

@@ -35,6 +35,20 @@
 //!   sha256-verified while written to a temp file beside the destination and
 //!   renamed into place only once verified.
 //!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), cairn_registry::Error> {
+//! use cairn_registry::{Client, ClientOptions, Reference, media_types};
+//! let client = Client::new(ClientOptions::default())?;
+//! let r: Reference = "127.0.0.1:5000/app:v1".parse()?;
+//! let m = client.get_manifest(&r).await?;
+//! let copy = r.with_tag("v2");
+//! let digest = client.put_manifest(&copy, &m.media_type, &m.bytes).await?;
+//! assert_eq!(digest, m.digest);
+//! # Ok(()) }
+//! ```
+//!
 //! Endpoints follow the OCI distribution spec v1.1 (`/v2/<name>/manifests/…`,
 //! `/v2/<name>/blobs/…`, `/v2/<name>/blobs/uploads/`, `/v2/<name>/tags/list`).
 

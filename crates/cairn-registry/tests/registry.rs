@@ -354,3 +354,40 @@ async fn connection_errors_are_reported_after_retries() {
     // two backoff sleeps (250 ms + 500 ms) happened
     assert!(started.elapsed() >= std::time::Duration::from_millis(700));
 }
+
+#[tokio::test]
+async fn basic_auth_with_credentials_from_options() {
+    let reg = TestRegistry::start_with_basic_auth().expect("start registry");
+    let tmp = tempfile::tempdir().unwrap();
+    let img = make_image(tmp.path(), 4096, "auth");
+    let r = reference(&reg, "cairn/private:v1");
+
+    let anonymous = client();
+    let err = anonymous.blob_exists(&r, &img.layer.0).await.unwrap_err();
+    assert!(err.is_unauthorized(), "{err:?}");
+
+    let wrong = Client::new(ClientOptions {
+        credentials: Some((cairn_testkit::TEST_USER.into(), "wrong-horse".into())),
+        ..ClientOptions::default()
+    })
+    .unwrap();
+    let err = wrong.get_manifest(&r).await.unwrap_err();
+    assert!(err.is_unauthorized(), "{err:?}");
+    assert!(
+        !err.to_string().contains("wrong-horse") && !format!("{err:?}").contains("wrong-horse")
+    );
+
+    let c = Client::new(ClientOptions {
+        credentials: Some((
+            cairn_testkit::TEST_USER.into(),
+            cairn_testkit::TEST_PASSWORD.into(),
+        )),
+        ..ClientOptions::default()
+    })
+    .unwrap();
+    assert!(!format!("{c:?}").contains(cairn_testkit::TEST_PASSWORD));
+    let digest = push(&c, &r, &img).await;
+    let m = c.get_manifest(&r).await.unwrap();
+    assert_eq!(m.digest, digest);
+    assert_eq!(c.list_tags(&r).await.unwrap(), ["v1"]);
+}

@@ -9,4 +9,4 @@
 
 pub mod registry;
 
-pub use registry::{Error as RegistryError, TestRegistry};
+pub use registry::{Error as RegistryError, TEST_PASSWORD, TEST_USER, TestRegistry};

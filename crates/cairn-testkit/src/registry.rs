@@ -14,6 +14,13 @@ pub const REGISTRY_BINARY: &str = "docker-registry";
 /// How long [`TestRegistry::start`] waits for `GET /v2/` to answer 200.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// User name accepted by [`TestRegistry::start_with_basic_auth`].
+pub const TEST_USER: &str = "cairn";
+/// Password accepted by [`TestRegistry::start_with_basic_auth`].
+pub const TEST_PASSWORD: &str = "cairn-test-password";
+/// bcrypt (cost 5) of [`TEST_PASSWORD`], as the registry's htpasswd auth wants it.
+const TEST_PASSWORD_BCRYPT: &str = "$2b$05$08qrBdXjmUX9RHjTICcqOum6E9h1YAg6i/1g6JEf.vSHicr2ketLy";
+
 /// Errors from starting a [`TestRegistry`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -53,6 +60,7 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 
 /// A running `docker-registry` process; killed (and its temp dir removed) on drop.
 pub struct TestRegistry {
+    basic_auth: bool,
     child: Option<Child>,
     addr: SocketAddr,
     storage: PathBuf,
@@ -65,6 +73,7 @@ impl fmt::Debug for TestRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TestRegistry")
             .field("addr", &self.addr)
+            .field("basic_auth", &self.basic_auth)
             .field("pid", &self.child.as_ref().map(Child::id))
             .field("storage", &self.storage)
             .field("log", &self.log_path)
@@ -78,6 +87,16 @@ impl TestRegistry {
     /// Retries a few times with a new port if the registry fails to come up
     /// (for example because another process grabbed the port meanwhile).
     pub fn start() -> Result<TestRegistry, Error> {
+        Self::start_inner(false)
+    }
+
+    /// Like [`TestRegistry::start`], but the registry demands HTTP basic auth
+    /// (htpasswd) with [`TEST_USER`] / [`TEST_PASSWORD`] on every request.
+    pub fn start_with_basic_auth() -> Result<TestRegistry, Error> {
+        Self::start_inner(true)
+    }
+
+    fn start_inner(basic_auth: bool) -> Result<TestRegistry, Error> {
         find_binary()?;
         let mut last_err = None;
         for _ in 0..4 {
@@ -86,7 +105,7 @@ impl TestRegistry {
             std::fs::create_dir(&storage).map_err(io_err("creating registry storage dir"))?;
             let port = free_port()?;
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            match Self::spawn(addr, storage, tempdir) {
+            match Self::spawn(addr, storage, tempdir, basic_auth) {
                 Ok(r) => return Ok(r),
                 Err(e @ Error::NotReady { .. }) => last_err = Some(e),
                 Err(e) => return Err(e),
@@ -104,18 +123,28 @@ impl TestRegistry {
             storage.display()
         )))?;
         let storage = std::path::absolute(storage).map_err(io_err("resolving storage dir"))?;
-        Self::spawn(addr, storage, make_tempdir()?)
+        Self::spawn(addr, storage, make_tempdir()?, false)
     }
 
     fn spawn(
         addr: SocketAddr,
         storage: PathBuf,
         tempdir: tempfile::TempDir,
+        basic_auth: bool,
     ) -> Result<TestRegistry, Error> {
         let config_path = tempdir.path().join("config.yml");
         let log_path = tempdir.path().join("registry.log");
-        std::fs::write(&config_path, config_yaml(addr, &storage))
-            .map_err(io_err("writing registry config.yml"))?;
+        let mut config = config_yaml(addr, &storage);
+        if basic_auth {
+            let htpasswd = tempdir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{TEST_USER}:{TEST_PASSWORD_BCRYPT}\n"))
+                .map_err(io_err("writing htpasswd"))?;
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: cairn-test\n    path: {:?}\n",
+                htpasswd.display().to_string()
+            ));
+        }
+        std::fs::write(&config_path, config).map_err(io_err("writing registry config.yml"))?;
         let log = File::create(&log_path).map_err(io_err("creating registry log file"))?;
         let log2 = log
             .try_clone()
@@ -138,6 +167,7 @@ impl TestRegistry {
                 }
             })?;
         let mut reg = TestRegistry {
+            basic_auth,
             child: Some(child),
             addr,
             storage,
@@ -158,6 +188,8 @@ impl TestRegistry {
             }
             let last = match http_get_status(self.addr, "/v2/") {
                 Ok(200) => return Ok(()),
+                // with htpasswd auth an anonymous /v2/ is refused once the server is up
+                Ok(401) if self.basic_auth => return Ok(()),
                 Ok(code) => format!("GET /v2/ answered {code}"),
                 Err(e) => format!("GET /v2/ failed: {e}"),
             };
@@ -278,6 +310,12 @@ mod tests {
         let tmp = reg._tempdir.path().to_path_buf();
         drop(reg);
         assert!(!tmp.exists(), "temp dir removed on drop");
+    }
+
+    #[test]
+    fn basic_auth_registry_refuses_anonymous() {
+        let reg = TestRegistry::start_with_basic_auth().expect("start registry");
+        assert_eq!(http_get_status(reg.socket_addr(), "/v2/").unwrap(), 401);
     }
 
     #[test]
