@@ -58,7 +58,7 @@ mod error;
 mod reference;
 
 pub use client::{Client, ClientOptions, FetchedManifest};
-pub use error::Error;
+pub use error::{Error, RegistryErrorDetail};
 pub use oci_spec::image::Digest;
 pub use reference::Reference;
 
