@@ -113,7 +113,9 @@ pub enum ErrorKind {
     #[error("FROM requires either one or three arguments (FROM image [AS name])")]
     FromArguments,
     /// `FROM x AS 1bad`.
-    #[error("invalid name for build stage: {0:?}, name can't start with a number or contain symbols")]
+    #[error(
+        "invalid name for build stage: {0:?}, name can't start with a number or contain symbols"
+    )]
     InvalidStageName(String),
     /// Two stages with the same name.
     #[error("duplicate stage name {0:?}")]

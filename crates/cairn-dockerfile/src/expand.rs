@@ -365,7 +365,11 @@ impl<'a> Lexer<'a> {
                     Some(v) => null_is_unset && v.is_empty(),
                 };
                 match op {
-                    '-' => Ok(if unset { word } else { value.unwrap_or_default() }),
+                    '-' => Ok(if unset {
+                        word
+                    } else {
+                        value.unwrap_or_default()
+                    }),
                     '+' => Ok(if unset { String::new() } else { word }),
                     '?' => {
                         if unset {

@@ -138,7 +138,9 @@ impl Flags {
             }
             let v = match (*kind, value) {
                 (Kind::Bool, None) => "true".to_string(),
-                (Kind::Bool, Some("")) => return Err(ErrorKind::FlagMissingValue(name.to_string())),
+                (Kind::Bool, Some("")) => {
+                    return Err(ErrorKind::FlagMissingValue(name.to_string()));
+                }
                 (Kind::Bool, Some(v)) => match v.to_ascii_lowercase().as_str() {
                     "true" => "true".to_string(),
                     "false" => "false".to_string(),
@@ -262,9 +264,7 @@ fn name_values(
         }
         warnings.push(Warning {
             line,
-            message: format!(
-                "legacy \"{keyword} key value\" format; use \"{keyword} key=value\""
-            ),
+            message: format!("legacy \"{keyword} key value\" format; use \"{keyword} key=value\""),
         });
         return Ok(vec![(key.to_string(), value.to_string())]);
     }
@@ -310,7 +310,10 @@ fn transfer(
 ) -> Result<Transfer, ErrorKind> {
     let (mut args, json) = json_or_words(rest)?;
     if args.len() < 2 {
-        return Err(args_err(keyword, "at least two arguments (source and destination)"));
+        return Err(args_err(
+            keyword,
+            "at least two arguments (source and destination)",
+        ));
     }
     let dest = args.pop().unwrap_or_default();
     if !json && heredoc_ref(&dest).is_some() {

@@ -365,5 +365,8 @@ pub(crate) fn heredoc_refs(line: &str) -> Vec<HeredocRef> {
     if !line.contains("<<") {
         return Vec::new();
     }
-    raw_words(line).iter().filter_map(|w| heredoc_ref(w)).collect()
+    raw_words(line)
+        .iter()
+        .filter_map(|w| heredoc_ref(w))
+        .collect()
 }
