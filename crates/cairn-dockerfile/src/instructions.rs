@@ -592,7 +592,7 @@ pub(crate) fn build(
         "MAINTAINER" => {
             warnings.push(Warning {
                 line,
-                message: "MAINTAINER is deprecated; use LABEL org.opencontainers.image.authors="
+                message: "MAINTAINER is deprecated; use LABEL org.opencontainers.image.authors=... instead"
                     .to_string(),
             });
             Instruction::Maintainer(one(kw)?)
