@@ -8,5 +8,7 @@
 //! `registry` and re-export their main types below.
 
 pub mod registry;
+pub mod seed;
 
 pub use registry::{Error as RegistryError, TEST_PASSWORD, TEST_USER, TestRegistry};
+pub use seed::{SeedError, SeededImage, busybox_rootfs, seed_busybox};

@@ -1,0 +1,187 @@
+//! `cairn` — the command line. Parses arguments, enters the build user namespace
+//! for commands that build, and calls the engine. Errors are reported here, with
+//! their whole chain of causes; nothing below this crate knows about the CLI.
+
+mod dev;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use cairn_engine::{BuildOptions, Output, StateDir};
+use cairn_sandbox::Network;
+use clap::{Parser, Subcommand};
+
+/// Daemonless, rootless container image builder with a registry-backed layer cache.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build an image from a Dockerfile.
+    Build(BuildArgs),
+    /// Developer tooling: a local registry with seed base images, a demo build.
+    #[command(subcommand)]
+    Dev(dev::DevCommand),
+}
+
+/// Options shared by commands that build.
+#[derive(Debug, clap::Args)]
+struct CommonArgs {
+    /// Local state (content store, snapshots); default `$CAIRN_STATE_DIR`,
+    /// `$XDG_CACHE_HOME/cairn` or `~/.cache/cairn`.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Reach this registry (`host[:port]`) over plain HTTP; loopback registries always are.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure_registries: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct BuildArgs {
+    /// The build context directory.
+    context: PathBuf,
+    /// The Dockerfile (default: `CONTEXT/Dockerfile`).
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// Name the image (`REGISTRY/REPO:TAG`); repeatable.
+    #[arg(short = 't', long = "tag", value_name = "REF")]
+    tags: Vec<String>,
+    /// Push the tags to their registries.
+    #[arg(long)]
+    push: bool,
+    /// Extra output: `type=oci,dest=PATH` (an OCI image layout directory).
+    #[arg(long = "output", short = 'o', value_name = "SPEC")]
+    outputs: Vec<String>,
+    /// A build argument `NAME=VALUE` (or `NAME` to take it from the environment).
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    build_args: Vec<String>,
+    /// Build this stage instead of the last one.
+    #[arg(long)]
+    target: Option<String>,
+    /// Network of RUN steps: `host` (default, as `docker build`) or `none`.
+    #[arg(long, default_value = "host", value_parser = ["host", "none", "default"])]
+    network: String,
+    /// Upper bound of every timestamp written into the image.
+    #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
+    source_date_epoch: u64,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+fn parse_output(spec: &str) -> anyhow::Result<Output> {
+    let mut kind = None;
+    let mut dest = None;
+    for part in spec.split(',') {
+        match part.split_once('=') {
+            Some(("type", v)) => kind = Some(v.to_string()),
+            Some(("dest", v)) => dest = Some(PathBuf::from(v)),
+            _ => bail!("--output `{spec}`: unknown part `{part}` (expected type=oci,dest=PATH)"),
+        }
+    }
+    match (kind.as_deref(), dest) {
+        (Some("oci"), Some(dest)) => Ok(Output::OciLayout { dest }),
+        (Some("oci"), None) => bail!("--output `{spec}`: `dest=` is required"),
+        (other, _) => bail!(
+            "--output `{spec}`: unsupported type {:?} (supported: oci)",
+            other.unwrap_or("")
+        ),
+    }
+}
+
+fn build_options(a: BuildArgs) -> anyhow::Result<BuildOptions> {
+    let mut build_args = BTreeMap::new();
+    for kv in &a.build_args {
+        match kv.split_once('=') {
+            Some((k, v)) => build_args.insert(k.to_string(), v.to_string()),
+            None => match std::env::var(kv) {
+                Ok(v) => build_args.insert(kv.clone(), v),
+                Err(_) => continue,
+            },
+        };
+    }
+    let tags = a
+        .tags
+        .iter()
+        .map(|t| t.parse().with_context(|| format!("invalid tag `{t}`")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let outputs = a
+        .outputs
+        .iter()
+        .map(|o| parse_output(o))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(BuildOptions {
+        dockerfile: a.file.unwrap_or_else(|| a.context.join("Dockerfile")),
+        context: a.context,
+        build_args,
+        target: a.target,
+        tags,
+        push: a.push,
+        outputs,
+        state: StateDir::resolve(a.common.state_dir)?,
+        source_date_epoch: a.source_date_epoch,
+        insecure_registries: a.common.insecure_registries,
+        network: if a.network == "none" {
+            Network::None
+        } else {
+            Network::Host
+        },
+    })
+}
+
+/// Enters the build user namespace, then runs `f` on a fresh tokio runtime.
+fn in_build_namespace<F, T>(f: F) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let ns = cairn_sandbox::userns::enter_build_namespace()
+        .context("cannot set up the rootless build namespace")?;
+    tracing::debug!(?ns, "in the build namespace");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    rt.block_on(f)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Build(args) => {
+            let opts = build_options(args)?;
+            let result = in_build_namespace(async { Ok(cairn_engine::build(&opts).await?) })?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}", result.manifest_digest);
+            }
+            Ok(())
+        }
+        Command::Dev(cmd) => dev::run(cmd),
+    }
+}
+
+fn main() -> ExitCode {
+    // A sandbox helper never returns from here.
+    cairn_sandbox::init_if_helper();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

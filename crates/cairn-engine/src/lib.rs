@@ -1,0 +1,37 @@
+//! `cairn-engine` — one build, end to end: the only crate that wires the others.
+//!
+//! ```text
+//!  Dockerfile ──cairn-dockerfile──▶ stages ──▶ for the target stage (and the stages it
+//!  stands on): FROM → cairn-registry pull (index → host platform) → cairn-oci apply
+//!  into a snapshot keyed by chain id → for each instruction: config changes (ENV,
+//!  CMD, …) or a sandboxed step (RUN, COPY, WORKDIR; cairn-sandbox) whose overlay
+//!  upper dir becomes a reproducible layer (cairn-oci) and the next step's lower
+//!  ──▶ config + manifest (canonical JSON) ──▶ push (cairn-registry) / OCI layout.
+//! ```
+//!
+//! All local state lives in one state directory ([`StateDir`]): `content-v1/` (blobs
+//! by digest), `snapshots-v1/` (unpacked base images by chain id) and `tmp-v1/` (one
+//! scratch dir per running build, removed when the build ends, failed or not).
+//!
+//! The engine must run inside the build user namespace
+//! (`cairn_sandbox::userns::enter_build_namespace`), which the CLI enters first.
+
+mod error;
+mod export;
+mod options;
+mod platform;
+mod pull;
+mod stage;
+mod state;
+mod time;
+
+pub use error::Error;
+pub use export::BuildResult;
+pub use options::{BuildOptions, Output};
+pub use platform::Platform;
+pub use state::StateDir;
+
+/// Runs a build.
+pub async fn build(opts: &BuildOptions) -> Result<BuildResult, Error> {
+    stage::Build::run(opts).await
+}

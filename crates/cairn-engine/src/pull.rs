@@ -1,0 +1,285 @@
+//! Base images: resolve a reference (an index to the host platform), fetch config
+//! and layers into the content store, and unpack them once into a snapshot keyed by
+//! the layers' chain id.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use cairn_oci::{ApplyOptions, ContentStore, Digest, ImageConfig, media_types};
+use cairn_registry::{Client, Reference};
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::state::{ScratchDir, StateDir};
+use crate::{Error, Platform};
+
+/// A layer of an image being built, as it will appear in the manifest.
+#[derive(Debug, Clone)]
+pub struct LayerDesc {
+    /// Media type (OCI).
+    pub media_type: String,
+    /// Compressed digest.
+    pub digest: Digest,
+    /// Compressed size.
+    pub size: u64,
+    /// Uncompressed digest.
+    pub diff_id: Digest,
+    /// Where the blob already is, for cross-repository mounts when pushing.
+    pub source: Option<Reference>,
+}
+
+/// A resolved, unpacked base image.
+#[derive(Debug, Clone)]
+pub struct BaseImage {
+    /// Its config.
+    pub config: ImageConfig,
+    /// Its layers.
+    pub layers: Vec<LayerDesc>,
+    /// The unpacked root (None when the image has no layers).
+    pub snapshot: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DescDoc {
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    digest: String,
+    size: u64,
+    #[serde(default)]
+    platform: Option<PlatformDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PlatformDoc {
+    os: String,
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ManifestDoc {
+    #[serde(rename = "mediaType", default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    config: Option<DescDoc>,
+    #[serde(default)]
+    layers: Vec<DescDoc>,
+    #[serde(default)]
+    manifests: Vec<DescDoc>,
+}
+
+fn digest(s: &str, what: &str) -> Result<Digest, Error> {
+    Digest::from_str(s).map_err(|e| Error::Image(format!("{what}: bad digest {s:?}: {e}")))
+}
+
+/// The OCI media type for a layer media type of either family.
+pub fn oci_layer_type(mt: &str) -> String {
+    match mt {
+        media_types::DOCKER_LAYER_GZIP | "" => media_types::OCI_LAYER_GZIP.to_string(),
+        "application/vnd.docker.image.rootfs.diff.tar" => media_types::OCI_LAYER_TAR.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Layer chain ids as the OCI image spec defines them.
+pub fn chain_id(diff_ids: &[Digest]) -> Option<Digest> {
+    let mut it = diff_ids.iter();
+    let mut chain = it.next()?.to_string();
+    for d in it {
+        let h = Sha256::digest(format!("{chain} {d}").as_bytes());
+        chain = format!("sha256:{}", hex::encode(h));
+    }
+    Digest::from_str(&chain).ok()
+}
+
+/// Resolves, fetches and unpacks `reference` for `platform`.
+pub async fn pull(
+    client: &Client,
+    store: &ContentStore,
+    state: &StateDir,
+    reference: &Reference,
+    platform: &Platform,
+) -> Result<BaseImage, Error> {
+    let name = reference.to_string();
+    let mut fetched = client
+        .get_manifest(reference)
+        .await
+        .map_err(Error::registry(format!("resolve `{name}`")))?;
+    let mut doc: ManifestDoc = serde_json::from_slice(&fetched.bytes)
+        .map_err(|e| Error::Image(format!("`{name}`: bad manifest JSON: {e}")))?;
+    let is_index = media_types::is_index(&fetched.media_type)
+        || doc.media_type.as_deref().is_some_and(media_types::is_index)
+        || (!doc.manifests.is_empty() && doc.config.is_none());
+    if is_index {
+        let pick = doc
+            .manifests
+            .iter()
+            .find(|m| {
+                m.platform
+                    .as_ref()
+                    .is_some_and(|p| platform.matches(&p.os, &p.architecture, p.variant.as_deref()))
+            })
+            .ok_or_else(|| {
+                let have: Vec<String> = doc
+                    .manifests
+                    .iter()
+                    .filter_map(|m| m.platform.as_ref())
+                    .map(|p| format!("{}/{}", p.os, p.architecture))
+                    .collect();
+                Error::Image(format!(
+                    "`{name}` has no image for {} (it has: {})",
+                    platform.to_string_short(),
+                    have.join(", ")
+                ))
+            })?;
+        let d = digest(&pick.digest, &name)?;
+        fetched = client
+            .get_manifest(&reference.with_digest(d))
+            .await
+            .map_err(Error::registry(format!(
+                "fetch the platform manifest of `{name}`"
+            )))?;
+        doc = serde_json::from_slice(&fetched.bytes)
+            .map_err(|e| Error::Image(format!("`{name}`: bad manifest JSON: {e}")))?;
+    }
+    let config_desc = doc
+        .config
+        .as_ref()
+        .ok_or_else(|| Error::Image(format!("`{name}`: manifest has no config")))?;
+    let config_digest = digest(&config_desc.digest, &name)?;
+    fetch_blob(client, store, reference, &config_digest).await?;
+    let config_bytes = store
+        .read_bytes(&config_digest)
+        .map_err(Error::oci(format!("read the config of `{name}`")))?;
+    let config = ImageConfig::from_slice(&config_bytes)
+        .map_err(Error::oci(format!("parse the config of `{name}`")))?;
+    if config.rootfs.diff_ids.len() != doc.layers.len() {
+        return Err(Error::Image(format!(
+            "`{name}`: the manifest lists {} layers but the config {} diff_ids",
+            doc.layers.len(),
+            config.rootfs.diff_ids.len()
+        )));
+    }
+    let mut layers = Vec::with_capacity(doc.layers.len());
+    for (l, diff_id) in doc.layers.iter().zip(&config.rootfs.diff_ids) {
+        layers.push(LayerDesc {
+            media_type: oci_layer_type(&l.media_type),
+            digest: digest(&l.digest, &name)?,
+            size: l.size,
+            diff_id: diff_id.clone(),
+            source: Some(reference.clone()),
+        });
+    }
+    futures_util::future::try_join_all(
+        layers
+            .iter()
+            .map(|l| fetch_blob(client, store, reference, &l.digest)),
+    )
+    .await?;
+    let snapshot = unpack(store, state, &layers).await?;
+    Ok(BaseImage {
+        config,
+        layers,
+        snapshot,
+    })
+}
+
+async fn fetch_blob(
+    client: &Client,
+    store: &ContentStore,
+    reference: &Reference,
+    d: &Digest,
+) -> Result<(), Error> {
+    if store.contains(d) {
+        return Ok(());
+    }
+    client
+        .get_blob_to_file(reference, d, &store.blob_path(d))
+        .await
+        .map_err(Error::registry(format!("download {d} from `{reference}`")))?;
+    Ok(())
+}
+
+/// Unpacks the layers into `snapshots-v1/<chain id>` unless it is there already.
+async fn unpack(
+    store: &ContentStore,
+    state: &StateDir,
+    layers: &[LayerDesc],
+) -> Result<Option<PathBuf>, Error> {
+    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let Some(chain) = chain_id(&diff_ids) else {
+        return Ok(None);
+    };
+    let dest = state.snapshots().join(chain.digest());
+    if dest.is_dir() {
+        return Ok(Some(dest));
+    }
+    let store = store.clone();
+    let layers = layers.to_vec();
+    let parent = state.snapshots();
+    tokio::task::spawn_blocking(move || -> Result<PathBuf, Error> {
+        let tmp = ScratchDir::create(&parent, ".unpack")?;
+        let root = tmp.path().join("root");
+        std::fs::create_dir(&root).map_err(|e| Error::io("create", &root, e))?;
+        let opts = ApplyOptions {
+            ignore_chown_errors: true,
+        };
+        for l in &layers {
+            let file = store
+                .open_blob(&l.digest)
+                .map_err(Error::oci(format!("open layer {}", l.digest)))?;
+            let reader = cairn_oci::open_layer_reader(file)
+                .map_err(Error::oci(format!("read layer {}", l.digest)))?;
+            let stats = cairn_oci::apply_layer(reader, &root, &opts)
+                .map_err(Error::oci(format!("unpack layer {}", l.digest)))?;
+            if stats.chown_errors_ignored > 0 {
+                tracing::warn!(
+                    "layer {}: {} files keep the building user as owner (ids not mapped)",
+                    l.digest,
+                    stats.chown_errors_ignored
+                );
+            }
+        }
+        match std::fs::rename(&root, &dest) {
+            Ok(()) => Ok(dest),
+            // Another build unpacked the same chain meanwhile: use theirs.
+            Err(_) if dest.is_dir() => Ok(dest),
+            Err(e) => Err(Error::io("move snapshot into place", &dest, e)),
+        }
+    })
+    .await
+    .map_err(|e| Error::Image(format!("unpack task: {e}")))?
+    .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_id_follows_the_spec() {
+        let a = cairn_oci::sha256_digest(b"a");
+        let b = cairn_oci::sha256_digest(b"b");
+        assert_eq!(chain_id(&[]), None);
+        assert_eq!(chain_id(std::slice::from_ref(&a)).unwrap(), a);
+        // ChainID(L0|L1) = sha256(ChainID(L0) + " " + DiffID(L1)), computed with coreutils:
+        // printf 'sha256:ca97…bb sha256:3e23…2d' | sha256sum
+        let expected = {
+            let s = format!("{a} {b}");
+            let out = std::process::Command::new("sha256sum")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .and_then(|mut c| {
+                    use std::io::Write;
+                    c.stdin.take().unwrap().write_all(s.as_bytes())?;
+                    c.wait_with_output()
+                })
+                .unwrap();
+            let hex = String::from_utf8(out.stdout).unwrap();
+            format!("sha256:{}", &hex[..64])
+        };
+        assert_eq!(chain_id(&[a, b]).unwrap().to_string(), expected);
+    }
+}
