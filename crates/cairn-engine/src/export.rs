@@ -78,7 +78,12 @@ pub(crate) async fn finish(
     for out in &opts.outputs {
         match out {
             Output::OciLayout { dest } => {
-                let ref_name = opts.tags.first().and_then(|t| t.tag.clone());
+                let ref_name = Some(
+                    opts.tags
+                        .first()
+                        .and_then(|t| t.tag.clone())
+                        .unwrap_or_else(|| "latest".into()),
+                );
                 cairn_oci::write_oci_layout(
                     store,
                     &manifest_digest,

@@ -57,7 +57,8 @@ pub struct SeededImage {
 }
 
 /// Lays out a busybox root file system in `root`: `/bin/busybox`, a symlink per
-/// applet (`busybox --list-full`), `/etc/passwd`, `/etc/group`, `/tmp`, `/root`.
+/// applet (`busybox --list-full`), `/etc/passwd`, `/etc/group`, `/etc/motd`,
+/// `/usr/share/seed/{a,b}.txt`, `/tmp`, `/root`.
 pub fn busybox_rootfs(root: &Path) -> Result<(), SeedError> {
     use std::os::unix::fs::PermissionsExt;
     let busybox = Path::new(BUSYBOX);
@@ -101,6 +102,16 @@ pub fn busybox_rootfs(root: &Path) -> Result<(), SeedError> {
         ("group", "root:x:0:\nnogroup:x:65534:\n"),
     ] {
         let p = etc.join(name);
+        std::fs::write(&p, text).map_err(io("write", &p))?;
+    }
+    // A plain file and a directory tree that tests can modify and delete.
+    let seed_doc = root.join("usr/share/seed");
+    std::fs::create_dir_all(&seed_doc).map_err(io("create", &seed_doc))?;
+    for (p, text) in [
+        (etc.join("motd"), "welcome to the cairn busybox seed\n"),
+        (seed_doc.join("a.txt"), "seed file a\n"),
+        (seed_doc.join("b.txt"), "seed file b\n"),
+    ] {
         std::fs::write(&p, text).map_err(io("write", &p))?;
     }
     for (dir, mode) in [("tmp", 0o1777), ("root", 0o700)] {

@@ -1,0 +1,126 @@
+//! The acceptance build: pushed to a real registry, inspected with skopeo, and
+//! unpacked with umoci.
+
+use crate::support::*;
+
+/// A 9-step Dockerfile (COPY, RUNs that create, modify and delete base content,
+/// ENV, WORKDIR, a directory replaced by a RUN, CMD) builds, pushes, and reads
+/// back right through tools cairn did not write.
+#[test]
+fn build_push_and_check_with_skopeo_and_umoci() {
+    let env = Env::new();
+    let image = env.image("acceptance/basic:v1");
+    let out = run_ok(build_cmd(&env, "basic", &env.path("state")).args(["-t", &image, "--push"]));
+    let digest = digest_of(&out);
+
+    let inspect = skopeo_json(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]);
+    assert_eq!(inspect["Digest"], digest.as_str(), "{inspect:#}");
+    // base + COPY + 3 RUNs + WORKDIR + RUN
+    assert_eq!(
+        inspect["Layers"].as_array().unwrap().len(),
+        7,
+        "{inspect:#}"
+    );
+
+    let config = skopeo_json(&[
+        "inspect",
+        "--config",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]);
+    let cfg = &config["config"];
+    let env_list: Vec<&str> = cfg["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(env_list.contains(&"GREETING=hi"), "{env_list:?}");
+    assert!(env_list.contains(&"SECOND=two words"), "{env_list:?}");
+    assert!(
+        env_list.iter().any(|e| e.starts_with("PATH=")),
+        "base PATH kept: {env_list:?}"
+    );
+    assert_eq!(
+        cfg["Cmd"],
+        serde_json::json!(["sh", "-c", "cat /opt/other/fresh"])
+    );
+    assert_eq!(cfg["WorkingDir"], "/work");
+    // one history entry for the base, one per instruction after FROM
+    assert_eq!(
+        config["history"].as_array().unwrap().len(),
+        1 + 8,
+        "{config:#}"
+    );
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 7);
+    assert_eq!(config["created"], "1970-01-01T00:00:00Z");
+
+    let root = unpack_with_umoci(&image, &env.path("umoci"));
+    // COPY of a directory's contents
+    assert_eq!(
+        read(&root.join("opt/app/hello.txt")),
+        "hello from the context\n"
+    );
+    assert_eq!(read(&root.join("opt/app/sub/nested.txt")), "nested\n");
+    // created by a RUN
+    assert_eq!(read(&root.join("created.txt")), "created\n");
+    assert_eq!(read(&root.join("var/lib/cairn/state")), "data\n");
+    // a base file modified by a RUN
+    let group = read(&root.join("etc/group"));
+    assert!(group.starts_with("root:x:0:\n"), "{group}");
+    assert!(group.ends_with("cairn:x:1234:\n"), "{group}");
+    // a base file and a base directory deleted by a RUN: whiteouts honoured by umoci
+    assert!(!root.join("etc/motd").exists(), "deleted file came back");
+    assert!(
+        !root.join("usr/share/seed").exists(),
+        "deleted dir came back"
+    );
+    assert!(
+        root.join("usr/share").is_dir(),
+        "parent of the deleted dir is kept"
+    );
+    assert!(root.join("etc/passwd").is_file());
+    // a directory removed and made again: opaque, the old content is gone
+    assert!(
+        !root.join("opt/other/old").exists(),
+        "opaque dir leaked old content"
+    );
+    assert_eq!(read(&root.join("opt/other/fresh")), "hi from /work\n");
+    assert!(root.join("work").is_dir(), "WORKDIR created");
+    assert!(root.join("bin/busybox").is_file());
+}
+
+/// Two builds from two fresh state directories give the same manifest digest,
+/// and the same as the registry reports for the pushed one.
+#[test]
+fn same_inputs_same_digest_from_fresh_state_dirs() {
+    let env = Env::new();
+    let image = env.image("acceptance/repro:a");
+    let first = digest_of(&run_ok(
+        build_cmd(&env, "basic", &env.path("state-a")).args(["-t", &image, "--push"]),
+    ));
+    let oci = env.path("oci-b");
+    let second = digest_of(&run_ok(
+        &mut build_cmd(&env, "basic", &env.path("state-b"))
+            .args(["--output", &format!("type=oci,dest={}", oci.display())]),
+    ));
+    assert_eq!(first, second, "fresh state dirs gave different images");
+    let inspect = skopeo_json(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]);
+    assert_eq!(inspect["Digest"], first.as_str());
+    // The OCI layout output names the same manifest.
+    let index: serde_json::Value = serde_json::from_str(&read(&oci.join("index.json"))).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], first.as_str());
+    // And a third build with a different SOURCE_DATE_EPOCH differs (the clamp is real).
+    let third = digest_of(&run_ok(
+        build_cmd(&env, "basic", &env.path("state-c")).env("SOURCE_DATE_EPOCH", "1700000000"),
+    ));
+    assert_ne!(first, third);
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests of the `cairn` binary against a real registry
+//! (`docker-registry`), checked with independent tools (skopeo, umoci).
+
+mod build;
+mod rootless;
+mod sandbox;
+mod support;

@@ -1,0 +1,155 @@
+//! Shared fixtures: a real registry seeded with the busybox base, the `cairn`
+//! binary, and the independent tools used as oracles.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cairn_testkit::TestRegistry;
+
+/// A registry with `busybox:latest` pushed, and a scratch dir.
+pub struct Env {
+    pub registry: TestRegistry,
+    pub base: String,
+    pub tmp: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let registry = TestRegistry::start().expect("start docker-registry");
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let seeded = rt
+            .block_on(cairn_testkit::seed_busybox(
+                &registry.addr(),
+                "busybox",
+                "latest",
+            ))
+            .expect("seed busybox");
+        Env {
+            base: seeded.reference,
+            registry,
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    pub fn image(&self, repo_tag: &str) -> String {
+        format!("{}/{repo_tag}", self.registry.addr())
+    }
+}
+
+pub fn testdata(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(rel)
+}
+
+pub fn cairn_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cairn"))
+}
+
+/// `cairn build` of an acceptance example with `BASE` set.
+pub fn build_cmd(env: &Env, example: &str, state: &Path) -> Command {
+    let dir = testdata(&format!("acceptance/{example}"));
+    let mut c = Command::new(cairn_bin());
+    c.arg("build")
+        .arg("-f")
+        .arg(dir.join("Dockerfile"))
+        .arg(&dir)
+        .arg("--build-arg")
+        .arg(format!("BASE={}", env.base))
+        .arg("--state-dir")
+        .arg(state)
+        .env_remove("SOURCE_DATE_EPOCH");
+    c
+}
+
+/// Runs and requires success; returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"))
+}
+
+/// The digest cairn printed (last stdout line).
+pub fn digest_of(stdout: &str) -> String {
+    let d = stdout.lines().last().unwrap_or_default().trim().to_string();
+    assert!(
+        d.starts_with("sha256:") && d.len() == 71,
+        "no digest in {stdout:?}"
+    );
+    d
+}
+
+pub fn skopeo_json(args: &[&str]) -> serde_json::Value {
+    let out = run_ok(Command::new("skopeo").args(args));
+    serde_json::from_str(&out).unwrap()
+}
+
+/// `skopeo copy` an image from the registry into an OCI layout, then `umoci
+/// unpack` it: a root file system extracted by tools cairn did not write.
+pub fn unpack_with_umoci(image: &str, work: &Path) -> PathBuf {
+    std::fs::create_dir_all(work).unwrap();
+    let layout = work.join("layout");
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{image}"),
+        &format!("oci:{}:img", layout.display()),
+    ]));
+    umoci_unpack(&layout, "img", work)
+}
+
+pub fn umoci_unpack(layout: &Path, tag: &str, work: &Path) -> PathBuf {
+    let bundle = work.join("bundle");
+    run_ok(Command::new("umoci").args([
+        "unpack",
+        "--rootless",
+        "--image",
+        &format!("{}:{tag}", layout.display()),
+        bundle.to_str().unwrap(),
+    ]));
+    bundle.join("rootfs")
+}
+
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+pub fn is_root() -> bool {
+    rustix_like_geteuid() == 0
+}
+
+fn rustix_like_geteuid() -> u32 {
+    // /proc/self/status: "Uid:\treal\teffective\t…"
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
+        })
+        .unwrap_or(u32::MAX)
+}
+
+/// Every mount of this (the host's) mount namespace that mentions `path`.
+pub fn mounts_mentioning(path: &Path) -> Vec<String> {
+    let p = path.to_str().unwrap();
+    read(Path::new("/proc/self/mountinfo"))
+        .lines()
+        .filter(|l| l.contains(p))
+        .map(str::to_string)
+        .collect()
+}
