@@ -6,7 +6,7 @@ use std::path::PathBuf;
 pub enum Error {
     /// The Dockerfile could not be parsed.
     #[error(transparent)]
-    Dockerfile(#[from] cairn_dockerfile::Error),
+    Dockerfile(Box<cairn_dockerfile::Error>),
     /// An instruction is invalid in context (bad expansion, unknown stage, …).
     #[error("{file}:{line}: {message}")]
     Instruction {
@@ -38,7 +38,7 @@ pub enum Error {
         line: usize,
         /// The cause.
         #[source]
-        source: cairn_sandbox::Error,
+        source: Box<cairn_sandbox::Error>,
     },
     /// A registry operation failed.
     #[error("{context}: {source}")]
@@ -47,7 +47,7 @@ pub enum Error {
         context: String,
         /// The cause.
         #[source]
-        source: cairn_registry::Error,
+        source: Box<cairn_registry::Error>,
     },
     /// Image or layer I/O failed.
     #[error("{context}: {source}")]
@@ -56,7 +56,7 @@ pub enum Error {
         context: String,
         /// The cause.
         #[source]
-        source: cairn_oci::Error,
+        source: Box<cairn_oci::Error>,
     },
     /// File I/O failed.
     #[error("{op} `{path}`: {source}")]
@@ -77,6 +77,12 @@ pub enum Error {
     Image(String),
 }
 
+impl From<cairn_dockerfile::Error> for Error {
+    fn from(e: cairn_dockerfile::Error) -> Self {
+        Error::Dockerfile(Box::new(e))
+    }
+}
+
 impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
@@ -87,12 +93,18 @@ impl Error {
     }
     pub(crate) fn oci(context: impl Into<String>) -> impl FnOnce(cairn_oci::Error) -> Error {
         let context = context.into();
-        move |source| Error::Oci { context, source }
+        move |source| Error::Oci {
+            context,
+            source: Box::new(source),
+        }
     }
     pub(crate) fn registry(
         context: impl Into<String>,
     ) -> impl FnOnce(cairn_registry::Error) -> Error {
         let context = context.into();
-        move |source| Error::Registry { context, source }
+        move |source| Error::Registry {
+            context,
+            source: Box::new(source),
+        }
     }
 }

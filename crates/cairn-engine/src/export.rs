@@ -147,16 +147,15 @@ async fn push(
         {
             return Ok(());
         }
-        if let Some(src) = &l.source {
-            if src.registry == tag.registry
-                && src.repository != tag.repository
-                && client
-                    .mount_blob(tag, &src.repository, &l.digest)
-                    .await
-                    .map_err(Error::registry(ctx(l.digest.to_string())))?
-            {
-                return Ok(());
-            }
+        if let Some(src) = &l.source
+            && src.registry == tag.registry
+            && src.repository != tag.repository
+            && client
+                .mount_blob(tag, &src.repository, &l.digest)
+                .await
+                .map_err(Error::registry(ctx(l.digest.to_string())))?
+        {
+            return Ok(());
         }
         client
             .put_blob_from_file(tag, &l.digest, &store.blob_path(&l.digest))

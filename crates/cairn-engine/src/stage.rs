@@ -632,7 +632,7 @@ impl<'a> Build<'a> {
             .map_err(|source| Error::Sandbox {
                 file: self.df.file_name.clone(),
                 line: ins.line,
-                source,
+                source: Box::new(source),
             })?;
         let failed = match outcome {
             StepOutcome::Exited(0) => None,

@@ -105,7 +105,7 @@ fn same_inputs_same_digest_from_fresh_state_dirs() {
     ));
     let oci = env.path("oci-b");
     let second = digest_of(&run_ok(
-        &mut build_cmd(&env, "basic", &env.path("state-b"))
+        build_cmd(&env, "basic", &env.path("state-b"))
             .args(["--output", &format!("type=oci,dest={}", oci.display())]),
     ));
     assert_eq!(first, second, "fresh state dirs gave different images");

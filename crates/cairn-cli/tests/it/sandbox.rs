@@ -12,7 +12,7 @@ fn run_step_sees_only_the_image_as_uid_0() {
     let host_only = env.path("host-only-file");
     std::fs::write(&host_only, "secret").unwrap();
     let oci = env.path("oci");
-    let out = run_ok(&mut build_cmd(&env, "probe", &env.path("state")).args([
+    let out = run_ok(build_cmd(&env, "probe", &env.path("state")).args([
         "--build-arg",
         &format!("HOST_ONLY={}", host_only.display()),
         "--output",
