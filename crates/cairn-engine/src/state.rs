@@ -59,10 +59,13 @@ impl StateDir {
         self.root.join("tmp-v1")
     }
 
-    /// Creates the layout.
+    /// Creates the layout and removes what killed builds left behind.
     pub fn ensure(&self) -> Result<(), Error> {
         for d in [self.content(), self.snapshots(), self.tmp()] {
             std::fs::create_dir_all(&d).map_err(|e| Error::io("create state dir", &d, e))?;
+        }
+        for d in [self.tmp(), self.snapshots()] {
+            recover_stale(&d);
         }
         Ok(())
     }
@@ -110,6 +113,31 @@ impl Drop for ScratchDir {
     }
 }
 
+/// The pid encoded in a scratch dir name (`prefix-PID-…`).
+fn owner_pid(name: &str) -> Option<u32> {
+    name.split('-').nth(1)?.parse().ok()
+}
+
+/// Removes scratch dirs (made by [`ScratchDir::create`]) whose process is gone:
+/// a build killed with SIGKILL cannot clean up after itself, the next one does.
+/// Mounts need no recovery: they lived in the dead process's mount namespace.
+pub fn recover_stale(parent: &Path) {
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(pid) = owner_pid(&name) else {
+            continue;
+        };
+        let scratch = name.starts_with("build-") || name.starts_with(".unpack-");
+        if scratch && !Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::info!("removing `{}` left by a killed build", e.path().display());
+            let _ = remove_all(&e.path());
+        }
+    }
+}
+
 /// Removes a tree, making directories writable first where needed (RUN steps can
 /// leave read-only directories behind).
 pub fn remove_all(path: &Path) -> std::io::Result<()> {
@@ -145,6 +173,21 @@ fn walk_dirs(path: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_scratch_of_dead_processes_is_removed_live_ones_kept() {
+        let parent = tempfile::tempdir().unwrap();
+        let live = ScratchDir::create(parent.path(), "build").unwrap();
+        // A pid that cannot exist (above the kernel's pid_max limit of 2^22).
+        let dead = parent.path().join("build-4194305-abc-0");
+        std::fs::create_dir_all(dead.join("step-1/upper")).unwrap();
+        let unrelated = parent.path().join("notes");
+        std::fs::create_dir(&unrelated).unwrap();
+        recover_stale(parent.path());
+        assert!(!dead.exists());
+        assert!(live.path().exists());
+        assert!(unrelated.exists());
+    }
 
     #[test]
     fn scratch_dir_is_removed_even_when_read_only_inside() {
