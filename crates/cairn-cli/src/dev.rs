@@ -96,6 +96,7 @@ pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
                 source_date_epoch: 0,
                 insecure_registries: vec![],
                 network: cairn_sandbox::Network::Host,
+                step_timeout: None,
             };
             let started = std::time::Instant::now();
             let result = cairn_engine::build(&opts).await?;

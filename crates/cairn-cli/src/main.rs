@@ -67,6 +67,9 @@ struct BuildArgs {
     /// Network of RUN steps: `host` (default, as `docker build`) or `none`.
     #[arg(long, default_value = "host", value_parser = ["host", "none", "default"])]
     network: String,
+    /// Kill a RUN step (and fail the build) after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    step_timeout: Option<f64>,
     /// Upper bound of every timestamp written into the image.
     #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
     source_date_epoch: u64,
@@ -126,6 +129,11 @@ fn build_options(a: BuildArgs) -> anyhow::Result<BuildOptions> {
         state: StateDir::resolve(a.common.state_dir)?,
         source_date_epoch: a.source_date_epoch,
         insecure_registries: a.common.insecure_registries,
+        step_timeout: a
+            .step_timeout
+            .map(std::time::Duration::try_from_secs_f64)
+            .transpose()
+            .context("--step-timeout")?,
         network: if a.network == "none" {
             Network::None
         } else {
@@ -146,7 +154,17 @@ where
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    rt.block_on(f)
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("install the SIGTERM handler")?;
+        // Dropping the build on a signal kills its sandboxes (their helpers are
+        // killed on drop) and removes its scratch dir; mounts die with the namespace.
+        tokio::select! {
+            r = f => r,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            _ = term.recv() => bail!("terminated"),
+        }
+    })
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -162,6 +180,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Dev(cmd) => dev::run(cmd),
     }
+}
+
+/// The error and its causes on one line, leaving out causes whose text the
+/// message already carries (library errors include their source in Display).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if text.contains(&c) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&c);
+    }
+    text
 }
 
 fn main() -> ExitCode {
@@ -180,7 +215,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }

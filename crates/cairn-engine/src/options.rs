@@ -41,4 +41,6 @@ pub struct BuildOptions {
     pub insecure_registries: Vec<String>,
     /// Default network of RUN steps.
     pub network: Network,
+    /// A RUN step running longer is killed and fails the build.
+    pub step_timeout: Option<std::time::Duration>,
 }

@@ -627,7 +627,7 @@ impl<'a> Build<'a> {
             action,
         };
         let log = |_s: cairn_sandbox::Stream, line: &str| eprintln!("  | {line}");
-        let outcome = cairn_sandbox::run_step(&spec, &log)
+        let outcome = cairn_sandbox::run_step(&spec, &log, self.opts.step_timeout)
             .await
             .map_err(|source| Error::Sandbox {
                 file: self.df.file_name.clone(),
@@ -638,6 +638,10 @@ impl<'a> Build<'a> {
             StepOutcome::Exited(0) => None,
             StepOutcome::Exited(c) => Some(format!("exit code {c}")),
             StepOutcome::Signaled(s) => Some(format!("killed by signal {s}")),
+            StepOutcome::TimedOut(d) => Some(format!(
+                "timed out after {}s (--step-timeout); all its processes were killed",
+                d.as_secs_f64()
+            )),
         };
         if let Some(outcome) = failed {
             return Err(Error::StepFailed {

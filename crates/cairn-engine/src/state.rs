@@ -72,9 +72,19 @@ impl StateDir {
 }
 
 /// A scratch directory removed when dropped (success, error or panic alike).
+///
+/// While it exists its owner holds an exclusive `flock` on it; a scratch dir
+/// whose lock can be taken belongs to a build that died ([`recover_stale`]).
 #[derive(Debug)]
 pub struct ScratchDir {
     path: PathBuf,
+    _lock: std::fs::File,
+}
+
+fn try_lock(dir: &Path) -> Option<std::fs::File> {
+    let f = std::fs::File::open(dir).ok()?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).ok()?;
+    Some(f)
 }
 
 impl ScratchDir {
@@ -88,7 +98,12 @@ impl ScratchDir {
                 .unwrap_or(0);
             let path = parent.join(format!("{prefix}-{pid}-{nanos:x}-{n}"));
             match std::fs::create_dir(&path) {
-                Ok(()) => return Ok(ScratchDir { path }),
+                Ok(()) => {
+                    let _lock = try_lock(&path).ok_or_else(|| {
+                        Error::Usage(format!("cannot lock scratch dir `{}`", path.display()))
+                    })?;
+                    return Ok(ScratchDir { path, _lock });
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::io("create scratch dir", &path, e)),
             }
@@ -113,25 +128,17 @@ impl Drop for ScratchDir {
     }
 }
 
-/// The pid encoded in a scratch dir name (`prefix-PID-…`).
-fn owner_pid(name: &str) -> Option<u32> {
-    name.split('-').nth(1)?.parse().ok()
-}
-
-/// Removes scratch dirs (made by [`ScratchDir::create`]) whose process is gone:
-/// a build killed with SIGKILL cannot clean up after itself, the next one does.
-/// Mounts need no recovery: they lived in the dead process's mount namespace.
+/// Removes scratch dirs (made by [`ScratchDir::create`]) that no live build holds
+/// locked: a build killed with SIGKILL cannot clean up after itself, the next one
+/// does. Mounts need no recovery: they lived in the dead process's mount namespace.
 pub fn recover_stale(parent: &Path) {
     let Ok(rd) = std::fs::read_dir(parent) else {
         return;
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let Some(pid) = owner_pid(&name) else {
-            continue;
-        };
         let scratch = name.starts_with("build-") || name.starts_with(".unpack-");
-        if scratch && !Path::new(&format!("/proc/{pid}")).exists() {
+        if scratch && try_lock(&e.path()).is_some() {
             tracing::info!("removing `{}` left by a killed build", e.path().display());
             let _ = remove_all(&e.path());
         }
@@ -178,7 +185,7 @@ mod tests {
     fn stale_scratch_of_dead_processes_is_removed_live_ones_kept() {
         let parent = tempfile::tempdir().unwrap();
         let live = ScratchDir::create(parent.path(), "build").unwrap();
-        // A pid that cannot exist (above the kernel's pid_max limit of 2^22).
+        // Left by a build that died: nobody holds its lock.
         let dead = parent.path().join("build-4194305-abc-0");
         std::fs::create_dir_all(dead.join("step-1/upper")).unwrap();
         let unrelated = parent.path().join("notes");

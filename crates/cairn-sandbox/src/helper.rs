@@ -153,6 +153,11 @@ fn pid1(spec: &StepSpec) -> Status {
         return Status::SetupFailed(e.to_string());
     }
     let _ = rustix::system::sethostname(spec.hostname.as_bytes());
+    if spec.network == Network::None
+        && let Err(e) = cairn_sys::loopback_up()
+    {
+        return Status::SetupFailed(format!("bring up loopback in the step's network: {e}"));
+    }
     match &spec.action {
         Action::Exec(exec) => run_exec(exec),
         Action::Copy(copy) => match builtin::copy(copy) {
@@ -188,6 +193,10 @@ fn run_exec(exec: &ExecSpec) -> Status {
         .env_clear()
         .envs(exec.env.iter().filter_map(|kv| kv.split_once('=')))
         .stdin(Stdio::null());
+    // As Docker does: HOME from the user's passwd entry unless the image sets it.
+    if !exec.env.iter().any(|kv| kv.starts_with("HOME=")) {
+        cmd.env("HOME", id.home.as_deref().unwrap_or("/"));
+    }
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return Status::SetupFailed(format!("cannot run `{prog}`: {e}")),

@@ -18,6 +18,8 @@ pub enum StepOutcome {
     Exited(i32),
     /// The process was killed by this signal.
     Signaled(i32),
+    /// The step ran longer than its timeout and was killed with all its processes.
+    TimedOut(std::time::Duration),
 }
 
 /// Which stream a line of step output came from.
@@ -67,9 +69,12 @@ pub fn prepare(spec: &StepSpec) -> Result<(), Error> {
 /// Runs one step in a fresh sandbox; `log` receives every output line as it comes.
 ///
 /// Must be called from inside the build namespace (see [`crate::userns`]).
+/// A step that runs longer than `timeout` is killed (with every process of its PID
+/// namespace) and reported as [`StepOutcome::TimedOut`].
 pub async fn run_step(
     spec: &StepSpec,
     log: &(dyn Fn(Stream, &str) + Sync),
+    timeout: Option<std::time::Duration>,
 ) -> Result<StepOutcome, Error> {
     prepare(spec)?;
     let exe = std::env::current_exe().map_err(|e| Error::sys("current_exe", e))?;
@@ -97,16 +102,31 @@ pub async fn run_step(
             log(s, &l);
         }
     };
+    let wait = async {
+        match timeout {
+            None => child.wait().await.map(Some),
+            Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
+                Ok(status) => status.map(Some),
+                Err(_) => {
+                    // Killing the helper kills PID 1 (its death signal), and so the step.
+                    child.kill().await?;
+                    Ok(None)
+                }
+            },
+        }
+    };
     let (_, _, status) = tokio::join!(
         pump(
             Box::new(out) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
             Stream::Stdout
         ),
         pump(Box::new(err), Stream::Stderr),
-        child.wait()
+        wait
     );
     drop(stdin);
-    let helper = status.map_err(|e| Error::sys("wait for the sandbox helper", e))?;
+    let Some(helper) = status.map_err(|e| Error::sys("wait for the sandbox helper", e))? else {
+        return Ok(StepOutcome::TimedOut(timeout.unwrap_or_default()));
+    };
     let text = std::fs::read_to_string(&spec.dirs.status).unwrap_or_default();
     match serde_json::from_str::<Status>(&text) {
         Ok(Status::Exited(c)) => Ok(StepOutcome::Exited(c)),

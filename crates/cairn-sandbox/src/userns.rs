@@ -116,6 +116,8 @@ fn child_side(fds: &str) -> Result<BuildNamespace, Error> {
         _ => return Err(Error::UserNs("the parent could not map ids".into())),
     }
     drop((from_parent, to_parent));
+    // If the waiting parent dies (SIGKILL), end the build as if interrupted.
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
     for key in [SYNC_ENV, PLAN_ENV] {
         cairn_sys::remove_env(key).map_err(|e| Error::UserNs(e.to_string()))?;
     }
@@ -156,6 +158,9 @@ fn parent_side(plan: &IdMapPlan) -> Result<i32, Error> {
         .spawn()
         .map_err(|e| Error::UserNs(format!("re-execute cairn: {e}")))?;
     drop((p2c_r, c2p_w));
+    // Ctrl-C reaches the child through the terminal's process group; the parent
+    // only waits for it to clean up and exit.
+    let _ = cairn_sys::ignore_signal(cairn_sys::SIGINT);
     let mut from_child = std::fs::File::from(c2p_r);
     let mut to_child = std::fs::File::from(p2c_w);
     let mut b = [0u8; 1];

@@ -99,6 +99,48 @@ pub fn remove_env(key: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets the IFF_UP flag of the loopback interface of the current network
+/// namespace (a new network namespace starts with `lo` down).
+pub fn loopback_up() -> io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: plain socket(2); the result is checked before use.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh, valid fd that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: a valid socket fd and a properly initialised `ifreq` for these requests.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFFLAGS filled the `ifru_flags` member of the union.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Ignores a signal in this process (`SIG_IGN`). Note that an ignored disposition is
+/// inherited by children across exec, so call it after spawning them.
+pub fn ignore_signal(signal: i32) -> io::Result<()> {
+    // SAFETY: installing SIG_IGN runs no code in signal context.
+    if unsafe { libc::signal(signal, libc::SIG_IGN) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `SIGINT`, re-exported for callers of [`ignore_signal`].
+pub const SIGINT: i32 = libc::SIGINT;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! (`docker-registry`), checked with independent tools (skopeo, umoci).
 
 mod build;
+mod isolation;
 mod rootless;
 mod sandbox;
 mod support;

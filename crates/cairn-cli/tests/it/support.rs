@@ -153,3 +153,84 @@ pub fn mounts_mentioning(path: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+const USER: &str = "cairn-rootless";
+/// Subordinate range given to the test user when it has none.
+const SUBID_RANGE: &str = "400000:65536";
+
+fn id_of(flag: &str) -> u32 {
+    let out = run_ok(Command::new("id").args([flag, USER]));
+    out.trim().parse().unwrap()
+}
+
+/// Creates the test user and its /etc/subuid and /etc/subgid ranges (as root).
+fn ensure_user() -> (u32, u32) {
+    if !run(Command::new("id").arg(USER)).status.success() {
+        run_ok(Command::new("useradd").args(["--no-create-home", "--shell", "/bin/sh", USER]));
+    }
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if !text.lines().any(|l| l.starts_with(&format!("{USER}:"))) {
+            let mut text = text;
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&format!("{USER}:{SUBID_RANGE}\n"));
+            std::fs::write(file, text).unwrap();
+        }
+    }
+    (id_of("-u"), id_of("-g"))
+}
+
+fn chown_tree(p: &Path, uid: u32, gid: u32) {
+    run_ok(
+        Command::new("chown")
+            .arg("-R")
+            .arg(format!("{uid}:{gid}"))
+            .arg(p),
+    );
+}
+
+/// Runs `cairn build` of an acceptance example as an ordinary user: as root, as
+/// the test user `cairn-rootless` (created with subordinate id ranges); otherwise
+/// as the current user. Files the user needs are copied into a tree it owns,
+/// `env.path("user")`, with its state dir in `user/state`.
+pub fn run_as_user(env: &Env, example: &str, args: &[String]) -> Output {
+    use std::os::unix::fs::PermissionsExt;
+    let home = env.path("user");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(env.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = home.join("cairn");
+    std::fs::copy(cairn_bin(), &bin).unwrap();
+    let ctx = home.join("ctx");
+    run_ok(
+        Command::new("cp")
+            .arg("-r")
+            .arg(testdata(&format!("acceptance/{example}")))
+            .arg(&ctx),
+    );
+    let mut cmd = if is_root() {
+        let (uid, gid) = ensure_user();
+        chown_tree(&home, uid, gid);
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={gid}"),
+            "--clear-groups",
+            "--reset-env",
+        ])
+        .arg(&bin);
+        c
+    } else {
+        Command::new(&bin)
+    };
+    cmd.env("HOME", &home)
+        .args(["build", "-f"])
+        .arg(ctx.join("Dockerfile"))
+        .arg(&ctx)
+        .args(["--build-arg", &format!("BASE={}", env.base)])
+        .args(args)
+        .arg("--state-dir")
+        .arg(home.join("state"));
+    run(&mut cmd)
+}
