@@ -11,4 +11,6 @@ pub mod registry;
 pub mod seed;
 
 pub use registry::{Error as RegistryError, TEST_PASSWORD, TEST_USER, TestRegistry};
-pub use seed::{SeedError, SeededImage, busybox_rootfs, seed_busybox};
+pub use seed::{
+    SeedError, SeededImage, busybox_rootfs, debootstrap_rootfs, push_rootfs_image, seed_busybox,
+};

@@ -151,6 +151,62 @@ pub async fn seed_busybox(registry: &str, repo: &str, tag: &str) -> Result<Seede
     let tmp = tempfile::tempdir().map_err(io("create temp dir", Path::new("/tmp")))?;
     let rootfs = tmp.path().join("rootfs");
     busybox_rootfs(&rootfs)?;
+    push_rootfs_image(
+        registry,
+        repo,
+        tag,
+        &rootfs,
+        "cairn dev seed: busybox from busybox-static",
+    )
+    .await
+}
+
+/// Makes a Debian root file system with `debootstrap --variant=minbase` (needs
+/// root and the Debian mirror). Writes into `dest` atomically: a half-made tree
+/// is never left at `dest`.
+pub fn debootstrap_rootfs(dest: &Path, suite: &str, mirror: &str) -> Result<(), SeedError> {
+    let parent = dest.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".debootstrap-")
+        .tempdir_in(parent)
+        .map_err(io("create temp dir in", parent))?;
+    let out = std::process::Command::new("debootstrap")
+        .args(["--variant=minbase", suite])
+        .arg(tmp.path())
+        .arg(mirror)
+        .output()
+        .map_err(io("run debootstrap into", tmp.path()))?;
+    if !out.status.success() {
+        return Err(SeedError::Io(
+            "debootstrap",
+            dest.to_path_buf(),
+            std::io::Error::other(format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .chain(String::from_utf8_lossy(&out.stderr).lines())
+                    .last()
+                    .unwrap_or_default()
+            )),
+        ));
+    }
+    let made = tmp.keep();
+    std::fs::rename(&made, dest).map_err(io("move into place", dest))
+}
+
+/// Pushes the tree `rootfs` as a one-layer image `REPO:TAG` (an OCI index over
+/// one manifest for the host platform), written by cairn's reproducible layer
+/// writer.
+pub async fn push_rootfs_image(
+    registry: &str,
+    repo: &str,
+    tag: &str,
+    rootfs: &Path,
+    created_by: &str,
+) -> Result<SeededImage, SeedError> {
+    let tmp = tempfile::tempdir().map_err(io("create temp dir", Path::new("/tmp")))?;
     let store = cairn_oci::ContentStore::open(tmp.path().join("store"))?;
     let mut info = None;
     let (layer_digest, layer_size) = store.write_blob(|w| {
@@ -178,7 +234,7 @@ pub async fn seed_busybox(registry: &str, repo: &str, tag: &str) -> Result<Seede
         },
         history: vec![History {
             created: Some("1970-01-01T00:00:00Z".into()),
-            created_by: Some("cairn dev seed: busybox from busybox-static".into()),
+            created_by: Some(created_by.into()),
             ..Default::default()
         }],
         ..Default::default()

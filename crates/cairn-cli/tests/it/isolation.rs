@@ -8,7 +8,7 @@ use crate::support::*;
 
 /// Lines of `tar -tv --numeric-owner` over every layer of an OCI layout: an
 /// independent reading of the owners cairn wrote.
-fn tar_listing(layout: &Path) -> String {
+pub fn tar_listing(layout: &Path) -> String {
     let mut all = String::new();
     for e in std::fs::read_dir(layout.join("blobs/sha256"))
         .unwrap()
@@ -25,7 +25,7 @@ fn tar_listing(layout: &Path) -> String {
     all
 }
 
-fn owner_of(listing: &str, path: &str) -> String {
+pub fn owner_of(listing: &str, path: &str) -> String {
     listing
         .lines()
         .find(|l| l.ends_with(&format!(" {path}")))

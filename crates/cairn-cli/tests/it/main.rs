@@ -2,6 +2,7 @@
 //! (`docker-registry`), checked with independent tools (skopeo, umoci).
 
 mod build;
+mod debian;
 mod isolation;
 mod rootless;
 mod sandbox;
