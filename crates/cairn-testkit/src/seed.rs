@@ -211,7 +211,7 @@ pub async fn push_rootfs_image(
     let mut info = None;
     let (layer_digest, layer_size) = store.write_blob(|w| {
         info = Some(cairn_oci::write_layer(
-            &rootfs,
+            rootfs,
             SourceKind::Plain,
             w,
             &LayerOptions::default(),
