@@ -24,11 +24,11 @@ fn with_debian_base(env: &mut Env) -> Option<()> {
     let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("debian-bookworm-minbase");
     {
         let _guard = DEBOOTSTRAP.lock().unwrap_or_else(|p| p.into_inner());
-        if !cache.is_dir() {
-            if let Err(e) = cairn_testkit::debootstrap_rootfs(&cache, "bookworm", &mirror()) {
-                eprintln!("skipped: debootstrap cannot make a Debian base here: {e}");
-                return None;
-            }
+        if !cache.is_dir()
+            && let Err(e) = cairn_testkit::debootstrap_rootfs(&cache, "bookworm", &mirror())
+        {
+            eprintln!("skipped: debootstrap cannot make a Debian base here: {e}");
+            return None;
         }
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
