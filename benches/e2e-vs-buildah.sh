@@ -21,7 +21,7 @@ work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$CAIRN" dev registry --addr "127.0.0.1:$port" --storage "$work/registry" >"$work/registry.log" 2>&1 &
 reg_pid=$!
-trap 'kill $reg_pid 2>/dev/null; wait $reg_pid 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $reg_pid 2>/dev/null; wait $reg_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do grep -q seeded "$work/registry.log" && break; sleep 0.1; done
 grep -q seeded "$work/registry.log" || { cat "$work/registry.log"; exit 1; }
 reg=127.0.0.1:$port

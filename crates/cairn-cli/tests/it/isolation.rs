@@ -221,3 +221,43 @@ fn step_timeout_kills_the_step() {
         "the step survived its timeout"
     );
 }
+
+/// Ctrl-C mid-RUN (SIGINT to cairn's process group, as a terminal sends it): the
+/// build stops with "interrupted", the step's processes are gone, and its scratch
+/// dir is removed by the interrupted run itself.
+#[test]
+fn ctrl_c_mid_run_cancels_cleanly() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    let state = env.path("state");
+    let mut child = build_cmd(&env, "killed", &state)
+        .process_group(0)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pgid = child.id();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let started = lines
+        .by_ref()
+        .take(200)
+        .any(|l| l.map(|l| l.contains("step-started")).unwrap_or(false));
+    assert!(started, "the step never started");
+    run_ok(Command::new("kill").args(["-INT", "--", &format!("-{pgid}")]));
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        processes_mentioning("7777777").is_empty(),
+        "the step survived Ctrl-C"
+    );
+    assert!(mounts_mentioning(&state).is_empty());
+    let left: Vec<_> = std::fs::read_dir(state.join("tmp-v1"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "scratch left after Ctrl-C: {left:?}");
+}
