@@ -347,7 +347,18 @@ impl Applier<'_> {
                 )
                 .ctx("create", &host)?;
                 let mut file = File::from(fd);
+                let want = entry.size();
                 let n = io::copy(&mut entry, &mut file).ctx("write", &host)?;
+                if n != want && et != EntryType::GNUSparse {
+                    return Err(Error::io(
+                        "read layer entry",
+                        &host,
+                        io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("archive truncated: {n} of {want} bytes of file data"),
+                        ),
+                    ));
+                }
                 self.chown_fd(&file, uid, gid, &host)?;
                 rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).ctx("chmod", &host)?;
                 set_xattrs_fd(&file, &xattrs, &host);
@@ -604,6 +615,23 @@ fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Vec<(OsStrin
     if let Some(exts) = entry.pax_extensions()? {
         for ext in exts {
             let ext = ext?;
+            // The tar crate falls back to the header's size when the PAX
+            // `size` does not parse; another reader would not. Refuse the
+            // ambiguity instead of picking a side.
+            if ext.key_bytes() == b"size"
+                && std::str::from_utf8(ext.value_bytes())
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .is_none()
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "invalid PAX size {:?}",
+                        String::from_utf8_lossy(ext.value_bytes())
+                    ),
+                ));
+            }
             let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") else {
                 continue;
             };
@@ -682,5 +710,7 @@ fn replace(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<()> {
     remove_all_at(dir, name)
 }
 
+#[cfg(test)]
+mod malicious;
 #[cfg(test)]
 mod tests;
