@@ -245,14 +245,15 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
     words
 }
 
-/// ENV/LABEL: `k=v k2="v 2"` or the legacy `k value with spaces`.
-fn name_values(
+/// BuildKit's `parseNameVal` for ENV/LABEL: `k=v k2="v 2"` gives the flat
+/// list `[k, v, k2, "v 2"]` (quotes kept); the legacy `k value with
+/// spaces` gives `[k, "value with spaces"]` and `true`. `rest` must not be
+/// empty.
+pub(crate) fn name_val(
     keyword: &'static str,
     rest: &str,
     escape: char,
-    line: usize,
-    warnings: &mut Vec<Warning>,
-) -> Result<Vec<(String, String)>, ErrorKind> {
+) -> Result<(Vec<String>, bool), ErrorKind> {
     let words = parse_words(rest, escape);
     let Some(first) = words.first() else {
         return Err(args_err(keyword, "at least one argument"));
@@ -262,19 +263,42 @@ fn name_values(
         if value.is_empty() {
             return Err(ErrorKind::TwoArguments(keyword));
         }
+        return Ok((vec![key.to_string(), value.to_string()], true));
+    }
+    let mut flat = Vec::with_capacity(words.len() * 2);
+    for w in words {
+        match w.split_once('=') {
+            Some((k, v)) => {
+                flat.push(k.to_string());
+                flat.push(v.to_string());
+            }
+            None => return Err(ErrorKind::MissingEquals(w)),
+        }
+    }
+    Ok((flat, false))
+}
+
+/// ENV/LABEL as key/value pairs (see [`name_val`]).
+fn name_values(
+    keyword: &'static str,
+    rest: &str,
+    escape: char,
+    line: usize,
+    warnings: &mut Vec<Warning>,
+) -> Result<Vec<(String, String)>, ErrorKind> {
+    let (flat, legacy) = name_val(keyword, rest, escape)?;
+    if legacy {
         warnings.push(Warning {
             line,
             message: format!("legacy \"{keyword} key value\" format; use \"{keyword} key=value\""),
         });
-        return Ok(vec![(key.to_string(), value.to_string())]);
     }
-    words
-        .into_iter()
-        .map(|w| match w.split_once('=') {
-            Some((k, v)) => Ok((k.to_string(), v.to_string())),
-            None => Err(ErrorKind::MissingEquals(w)),
-        })
-        .collect()
+    let mut it = flat.into_iter();
+    let mut pairs = Vec::new();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        pairs.push((k, v));
+    }
+    Ok(pairs)
 }
 
 /// ADD/COPY/VOLUME argument list: JSON array or blank-separated words.
@@ -683,7 +707,7 @@ pub(crate) fn build(
                 "FROM" | "MAINTAINER" => return Err(ErrorKind::OnbuildTrigger(inner)),
                 _ => {}
             }
-            match build(inner, inner_rest, Vec::new(), escape, line, warnings)? {
+            match build(inner, inner_rest, heredocs, escape, line, warnings)? {
                 Parsed::Instruction(i) => Instruction::Onbuild(Box::new(i)),
                 Parsed::From(_) => return Err(ErrorKind::OnbuildTrigger("FROM")),
             }

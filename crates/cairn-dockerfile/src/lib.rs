@@ -5,7 +5,9 @@
 //! `RUN --mount` (see the project's crate research, §2). The design is
 //! line-based, like BuildKit's, in three layers:
 //!
-//! 1. **Directives and logical lines** (`lines`): parser directives
+//! 1. **Directives and logical lines** (`lines`), split into **raw nodes**
+//!    ([`parse_raw`], BuildKit's `parser.Node`: keyword, flags, arguments
+//!    as each keyword's parse function splits them, heredocs): parser directives
 //!    (`# syntax=`, `# escape=`, `# check=`) are read only at the top of the
 //!    file (after an optional `#!` line), case-insensitively, and a repeated
 //!    directive is an error. The BOM is stripped. Physical lines are joined
@@ -41,6 +43,7 @@ mod error;
 pub mod expand;
 mod instructions;
 mod lines;
+mod raw;
 mod scope;
 
 pub use ast::{
@@ -50,66 +53,42 @@ pub use ast::{
 pub use error::{Error, ErrorKind, Warning};
 pub use expand::{ExpandError, expand_heredoc, expand_word, expand_words};
 pub use instructions::KEYWORDS;
+pub use raw::{RawHeredoc, RawNode, parse_raw};
 pub use scope::ArgScope;
 
 use instructions::Parsed;
-use lines::{LineReader, extract_flags, heredoc_refs, physical_lines, split_keyword};
+use raw::RawParser;
 
 /// Parses a Dockerfile.
 ///
 /// `file_name` is only used in error messages and [`Dockerfile::file_name`].
 ///
 /// # Errors
-/// The first syntax error, with its file name and 1-based line.
+/// The first syntax error, with its file name, 1-based line and column and
+/// a snippet of the offending line.
 pub fn parse(file_name: &str, text: &str) -> Result<Dockerfile, Error> {
-    let err = |line: usize, kind: ErrorKind| Error::new(file_name, line, kind);
-    let lines = physical_lines(text);
-    let directives = lines::scan_directives(&lines).map_err(|(l, k)| err(l, k))?;
-    let escape = directives.escape.unwrap_or('\\');
-    let mut reader = LineReader::new(lines, escape);
+    let mut raw = RawParser::new(file_name, text)?;
+    let escape = raw.escape;
     let mut warnings = Vec::new();
     let mut global_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
 
-    while let Some(logical) = reader.next_logical(&mut warnings) {
-        let line = logical.line;
-        let (word, rest) = split_keyword(&logical.text);
-        let kw = instructions::keyword(word).map_err(|k| err(line, k))?;
-
-        let mut heredocs = Vec::new();
-        if instructions::can_have_heredocs(kw) {
-            let (_, args) = extract_flags(rest);
-            let is_json = matches!(instructions::maybe_json(args), Ok(Some(_)));
-            if !is_json {
-                for r in heredoc_refs(args) {
-                    let content = reader
-                        .heredoc_body(&r.name, r.strip_tabs)
-                        .ok_or_else(|| err(line, ErrorKind::UnterminatedHeredoc(r.name.clone())))?;
-                    heredocs.push(Heredoc {
-                        name: r.name,
-                        content,
-                        expand: r.expand,
-                        strip_tabs: r.strip_tabs,
-                    });
-                }
-            }
-        }
-        let end_line = if heredocs.is_empty() {
-            logical.end_line
-        } else {
-            reader.consumed()
-        };
-
-        let parsed = instructions::build(kw, rest, heredocs, escape, line, &mut warnings)
-            .map_err(|k| err(line, k))?;
-        let source = logical.text.trim().to_string();
+    while let Some(item) = raw.next_item(&mut warnings) {
+        let item = item?;
+        let (line, end_line) = (item.node.line, item.node.end_line);
+        let err = |kind: ErrorKind| raw.error(line, item.logical_end, kind);
+        let kw = item.keyword;
+        let parsed =
+            instructions::build(kw, &item.rest, item.heredocs(), escape, line, &mut warnings)
+                .map_err(err)?;
+        let source = item.source;
         match parsed {
             Parsed::From(from) => {
                 let name = from.alias.as_ref().map(|a| a.to_lowercase());
                 if let Some(n) = &name
                     && stages.iter().any(|s| s.name.as_ref() == Some(n))
                 {
-                    return Err(err(line, ErrorKind::DuplicateStageName(n.clone())));
+                    return Err(err(ErrorKind::DuplicateStageName(n.clone())));
                 }
                 stages.push(Stage {
                     index: stages.len(),
@@ -133,7 +112,7 @@ pub fn parse(file_name: &str, text: &str) -> Result<Dockerfile, Error> {
             }
             Parsed::Instruction(node) => {
                 let Some(stage) = stages.last_mut() else {
-                    return Err(err(line, ErrorKind::BeforeFrom(kw)));
+                    return Err(err(ErrorKind::BeforeFrom(kw)));
                 };
                 stage.instructions.push(Located {
                     line,
@@ -146,13 +125,13 @@ pub fn parse(file_name: &str, text: &str) -> Result<Dockerfile, Error> {
     }
 
     if stages.is_empty() {
-        return Err(err(0, ErrorKind::NoStages));
+        return Err(Error::new(file_name, 0, ErrorKind::NoStages));
     }
     Ok(Dockerfile {
         file_name: file_name.to_string(),
         escape,
-        syntax: directives.syntax,
-        check: directives.check,
+        syntax: raw.directives.syntax.take(),
+        check: raw.directives.check.take(),
         global_args,
         stages,
         warnings,

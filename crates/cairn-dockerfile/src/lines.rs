@@ -263,6 +263,8 @@ pub(crate) struct HeredocRef {
     pub name: String,
     pub expand: bool,
     pub strip_tabs: bool,
+    /// The file descriptor written before `<<` (0 when none; saturates).
+    pub fd: u64,
 }
 
 /// Splits a line into words for heredoc detection: unquoted whitespace
@@ -344,6 +346,10 @@ fn unquote_delimiter(s: &str) -> Option<(String, bool)> {
 /// Parses one word as a heredoc reference: `[digits]<<[-]DELIM`.
 pub(crate) fn heredoc_ref(word: &str) -> Option<HeredocRef> {
     let digits = word.len() - word.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let fd = match &word[..digits] {
+        "" => 0,
+        d => d.parse().unwrap_or(u64::MAX),
+    };
     let rest = word[digits..].strip_prefix("<<")?;
     let (strip_tabs, rest) = match rest.strip_prefix('-') {
         Some(r) => (true, r),
@@ -357,6 +363,7 @@ pub(crate) fn heredoc_ref(word: &str) -> Option<HeredocRef> {
         name,
         expand: !quoted,
         strip_tabs,
+        fd,
     })
 }
 

@@ -12,10 +12,13 @@ fn p(text: &str) -> Dockerfile {
     }
 }
 
+/// The error as `FILE:LINE: CAUSE` (column and snippet are checked by
+/// `error_columns_and_snippets`).
 fn perr(text: &str) -> String {
     match parse("Dockerfile", text) {
         Ok(d) => panic!("expected an error, got {d:?}"),
-        Err(e) => e.to_string(),
+        Err(e) if e.line == 0 => format!("{}: {}", e.file, e.kind),
+        Err(e) => format!("{}:{}: {}", e.file, e.line, e.kind),
     }
 }
 
@@ -636,7 +639,7 @@ fn unknown_instruction_with_location() {
         parse("build/Containerfile", "FROM a\nfrobnicate\n")
             .unwrap_err()
             .to_string(),
-        "build/Containerfile:2: unknown instruction \"frobnicate\""
+        "build/Containerfile:2:1: unknown instruction \"frobnicate\"\n  |\n2 | frobnicate\n  | ^^^^^^^^^^"
     );
     let e = parse("Dockerfile", "FROM a\nCOPY x\n").unwrap_err();
     assert_eq!(e.line, 2);
@@ -1044,11 +1047,24 @@ fn golden_corpus() {
         let expected_path = dir.join("expected");
         if bless {
             std::fs::write(&expected_path, &actual).unwrap();
+            if let Ok(nodes) = parse_raw("Dockerfile", &text) {
+                let raw = serde_json::to_string_pretty(&nodes).unwrap() + "\n";
+                std::fs::write(dir.join("expected-raw"), raw).unwrap();
+            }
             continue;
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if expected != actual {
             failures.push(format!("{}:\n{actual}", dir.display()));
+        }
+        // The raw nodes (`cairn parse --format json`), when the file parses.
+        if let Ok(nodes) = parse_raw("Dockerfile", &text) {
+            let raw = serde_json::to_string_pretty(&nodes).unwrap() + "\n";
+            let raw_path = dir.join("expected-raw");
+            let expected = std::fs::read_to_string(&raw_path).unwrap_or_default();
+            if expected != raw {
+                failures.push(format!("{}:\n{raw}", raw_path.display()));
+            }
         }
     }
     assert!(
