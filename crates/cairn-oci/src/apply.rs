@@ -58,8 +58,8 @@ pub struct ApplyStats {
 }
 
 /// Wrap a layer blob in the right decompressor, chosen by magic bytes:
-/// gzip (`1f 8b`), plain tar otherwise. The file is read from its start. zstd (`28 b5 2f fd`) is detected and
-/// reported as unsupported (no zstd dependency yet).
+/// gzip (`1f 8b`, any number of members), zstd (`28 b5 2f fd`, any number of
+/// frames), plain tar otherwise. The file is read from its start.
 pub fn open_layer_reader(file: File) -> Result<Box<dyn Read>, Error> {
     let mut file = file;
     file.seek(SeekFrom::Start(0)).ctx("seek layer", "<layer>")?;
@@ -78,10 +78,9 @@ pub fn open_layer_reader(file: File) -> Result<Box<dyn Read>, Error> {
     if n >= 2 && magic[..2] == [0x1f, 0x8b] {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(reader)))
     } else if n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
-        Err(Error::Unsupported {
-            what: "zstd-compressed layer (zstd support not built in)".into(),
-            path: PathBuf::from("<layer>"),
-        })
+        let dec = zstd::stream::read::Decoder::with_buffer(reader)
+            .ctx("start zstd decoder", "<layer>")?;
+        Ok(Box::new(dec))
     } else {
         Ok(Box::new(reader))
     }

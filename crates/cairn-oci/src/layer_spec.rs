@@ -2,8 +2,9 @@
 //!
 //! This module holds no code; it is the specification the writer follows and
 //! the tests check. Same input tree + same [`LayerOptions`](crate::LayerOptions)
-//! + same cairn version ⇒ byte-identical tar, and byte-identical gzip
-//!   (the gzip bytes also depend on the pinned backend, flate2 + zlib-rs).
+//! + same cairn version ⇒ byte-identical tar, and byte-identical gzip or zstd
+//!   (the compressed bytes also depend on the pinned backend, flate2 + zlib-rs
+//!   or libzstd, but not on the number of threads).
 //!
 //! # Entries
 //!
@@ -51,6 +52,23 @@
 //!
 //! # Compression
 //!
-//! gzip via flate2 (zlib-rs backend), level [`LayerOptions::gzip_level`](crate::LayerOptions)
-//! (default 6), default gzip header (no name, mtime 0). The layer `diff_id` is
-//! the sha256 of the tar stream, the `digest` the sha256 of the gzip stream.
+//! * **gzip** ([`LayerCompression::Gzip`](crate::LayerCompression), the
+//!   default): flate2 (zlib-rs backend), level
+//!   [`LayerOptions::gzip_level`](crate::LayerOptions) (default 6), one gzip
+//!   member, default gzip header (no name, mtime 0), media type
+//!   `application/vnd.oci.image.layer.v1.tar+gzip`. zlib-rs' output depends
+//!   on how its input is split into `write` calls, so the writer feeds it
+//!   exactly the calls the `tar` crate's builder makes (the compressor runs
+//!   on another thread but replays them one by one); the bytes are those of
+//!   the single-threaded writer of earlier cairn versions.
+//! * **zstd** ([`LayerCompression::Zstd`](crate::LayerCompression)): the
+//!   `zstd` crate (libzstd 1.5.7) at the given level, one frame with a content
+//!   checksum and no content size, media type
+//!   `application/vnd.oci.image.layer.v1.tar+zstd`. Always compressed by
+//!   zstd's multi-threaded encoder with at least one worker
+//!   ([`LayerOptions::compression_threads`](crate::LayerOptions), 0 = host
+//!   parallelism): its bytes do not depend on the worker count, while
+//!   zstd's single-threaded mode (0 workers) would write different bytes.
+//!
+//! The layer `diff_id` is the sha256 of the tar stream, the `digest` the
+//! sha256 of the compressed stream. Both are computed while streaming.

@@ -8,7 +8,7 @@
 //!   and passes unknown fields through), serialized with [`canonical_json`];
 //! * **reproducible layer writing** ([`write_layer`]): a directory tree (plain or an
 //!   overlayfs upper dir) streamed to tar → gzip with both digests computed on the
-//!   fly; the byte-level rules are documented in [`layer_spec`];
+//!   fly (gzip by default, zstd as an option); the byte-level rules are documented in [`layer_spec`];
 //! * **safe layer application** ([`apply_layer`]): OCI whiteouts, ownership, modes,
 //!   xattrs and times, with every path resolved beneath the root directory fd
 //!   (`openat2(RESOLVE_IN_ROOT)`), never with string prefix checks;
@@ -34,7 +34,9 @@ pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use error::Error;
 pub use hash::{HashingWriter, canonical_json, sha256_digest, sha256_digest_from_hex};
 pub use store::{ContentStore, write_oci_layout};
-pub use write::{LayerInfo, LayerOptions, SourceKind, layer_is_empty, write_layer};
+pub use write::{
+    LayerCompression, LayerInfo, LayerOptions, SourceKind, layer_is_empty, write_layer,
+};
 
 /// Result alias used throughout this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -16,14 +16,40 @@ use tar::{Builder, EntryType, Header};
 use crate::error::IoCtx;
 use crate::hash::HashingWriter;
 use crate::{Error, media_types};
+use sha2::Digest as _;
+
+/// How [`write_layer`] compresses the tar stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LayerCompression {
+    /// gzip at [`LayerOptions::gzip_level`]: one gzip member from flate2 +
+    /// zlib-rs, media type [`media_types::OCI_LAYER_GZIP`]. The default.
+    #[default]
+    Gzip,
+    /// zstd at `level` (1–19; 3 is zstd's default), one frame with a content
+    /// checksum written by zstd's multi-threaded encoder with at least one
+    /// worker, media type [`media_types::OCI_LAYER_ZSTD`]. The bytes do not
+    /// depend on [`LayerOptions::compression_threads`].
+    Zstd {
+        /// zstd compression level.
+        level: i32,
+    },
+}
 
 /// Knobs for [`write_layer`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerOptions {
     /// Upper bound for every entry's mtime (`SOURCE_DATE_EPOCH`). Default 0.
     pub source_date_epoch: u64,
-    /// gzip level 0–9. Default 6.
+    /// gzip level 0–9, used with [`LayerCompression::Gzip`]. Default 6.
     pub gzip_level: u32,
+    /// Compression of the blob. Default [`LayerCompression::Gzip`].
+    pub compression: LayerCompression,
+    /// Worker threads for compressors that have them (zstd); 0 (the
+    /// default) means the host's available parallelism. Never changes the
+    /// output bytes: zstd always runs with at least one worker, whose output
+    /// differs from zstd's single-threaded mode but not between worker counts.
+    pub compression_threads: usize,
 }
 
 impl Default for LayerOptions {
@@ -31,7 +57,21 @@ impl Default for LayerOptions {
         LayerOptions {
             source_date_epoch: 0,
             gzip_level: 6,
+            compression: LayerCompression::Gzip,
+            compression_threads: 0,
         }
+    }
+}
+
+impl LayerOptions {
+    /// zstd workers for these options: `compression_threads`, or the host's
+    /// parallelism when 0, and never less than 1.
+    fn zstd_workers(&self) -> u32 {
+        let n = match self.compression_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        u32::try_from(n).unwrap_or(u32::MAX).clamp(1, 256)
     }
 }
 
@@ -44,7 +84,8 @@ pub struct LayerInfo {
     pub diff_id: Digest,
     /// Size of the compressed blob in bytes.
     pub size: u64,
-    /// Media type of the blob ([`media_types::OCI_LAYER_GZIP`]).
+    /// Media type of the blob ([`media_types::OCI_LAYER_GZIP`] or
+    /// [`media_types::OCI_LAYER_ZSTD`]).
     pub media_type: &'static str,
 }
 
@@ -65,42 +106,202 @@ pub fn layer_is_empty(upper: &Path) -> Result<bool, Error> {
     Ok(rd.next().is_none())
 }
 
-type Sink<W> = HashingWriter<GzEncoder<HashingWriter<W>>>;
+/// Size of the tar chunks handed from the archiving thread to the compressor.
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight between the two threads.
+const CHUNKS_IN_FLIGHT: usize = 4;
 
-/// Stream `dir` as a reproducible tar → gzip into `out`, computing the diff_id
-/// and compressed digest on the fly. Nothing is buffered beyond the encoder's
-/// window. See [`crate::layer_spec`].
+/// The compressing end of the pipeline (runs on the caller's thread, which
+/// owns `out`).
+enum Compressor<W: Write> {
+    Gzip(GzEncoder<HashingWriter<BufWriter<W>>>),
+    Zstd(zstd::stream::write::Encoder<'static, HashingWriter<BufWriter<W>>>),
+}
+
+impl<W: Write> Compressor<W> {
+    fn new(out: W, opts: &LayerOptions) -> io::Result<Self> {
+        let compressed = HashingWriter::new(BufWriter::with_capacity(256 * 1024, out));
+        Ok(match opts.compression {
+            LayerCompression::Gzip => Compressor::Gzip(GzEncoder::new(
+                compressed,
+                Compression::new(opts.gzip_level.min(9)),
+            )),
+            LayerCompression::Zstd { level } => {
+                let mut enc = zstd::stream::write::Encoder::new(compressed, level)?;
+                // Never 0 workers: single-threaded zstd writes other bytes.
+                enc.multithread(opts.zstd_workers())?;
+                enc.include_checksum(true)?;
+                Compressor::Zstd(enc)
+            }
+        })
+    }
+
+    fn media_type(&self) -> &'static str {
+        match self {
+            Compressor::Gzip(_) => media_types::OCI_LAYER_GZIP,
+            Compressor::Zstd(_) => media_types::OCI_LAYER_ZSTD,
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Compressor::Gzip(e) => e.write_all(buf),
+            Compressor::Zstd(e) => e.write_all(buf),
+        }
+    }
+
+    fn finish(self) -> io::Result<HashingWriter<BufWriter<W>>> {
+        match self {
+            Compressor::Gzip(e) => e.finish(),
+            Compressor::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+/// A run of the tar stream plus the lengths of the `write` calls that made
+/// it, so the compressor can replay exactly the same calls: zlib-rs' output
+/// depends on how its input is split into writes, and the default gzip
+/// bytes must stay those of the single-threaded writer.
+#[derive(Default)]
+struct Chunk {
+    data: Vec<u8>,
+    writes: Vec<usize>,
+}
+
+/// The archiving end: collects the tar stream into chunks of about [`CHUNK`]
+/// bytes, hashes it (the diff_id) and sends the chunks to the compressor.
+struct ChunkSender {
+    buf: Chunk,
+    tx: std::sync::mpsc::SyncSender<Chunk>,
+    /// Chunks the compressor is done with, for reuse.
+    recycled: std::sync::mpsc::Receiver<Chunk>,
+    hasher: sha2::Sha256,
+    count: u64,
+}
+
+fn pipeline_closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "layer compressor stopped")
+}
+
+impl ChunkSender {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.data.is_empty() {
+            return Ok(());
+        }
+        let next = self.recycled.try_recv().unwrap_or_else(|_| Chunk {
+            data: Vec::with_capacity(CHUNK + 64 * 1024),
+            writes: Vec::new(),
+        });
+        let full = std::mem::replace(&mut self.buf, next);
+        self.tx.send(full).map_err(|_| pipeline_closed())
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        // Always take the whole write (see [`Chunk`]).
+        self.buf.data.extend_from_slice(data);
+        self.buf.writes.push(data.len());
+        self.hasher.update(data);
+        self.count += data.len() as u64;
+        if self.buf.data.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Stream `dir` as a reproducible tar → gzip (or zstd) into `out`, computing
+/// the diff_id and compressed digest on the fly. See [`crate::layer_spec`].
+///
+/// Two threads share the work: a scoped thread walks the tree, writes the
+/// tar stream and hashes it, handing 1 MiB chunks (at most a few in flight)
+/// to the calling thread, which compresses, hashes and writes to `out`.
+/// Nothing is buffered beyond those chunks and the encoder's window; the
+/// output bytes do not depend on the thread split.
 pub fn write_layer(
     dir: &Path,
     kind: SourceKind,
     out: impl Write,
     opts: &LayerOptions,
 ) -> Result<LayerInfo, Error> {
-    let compressed = HashingWriter::new(BufWriter::with_capacity(128 * 1024, out));
-    let gz = GzEncoder::new(compressed, Compression::new(opts.gzip_level.min(9)));
-    let tar_hash: Sink<BufWriter<_>> = HashingWriter::new(gz);
-    let mut builder = Builder::new(tar_hash);
+    use std::sync::mpsc::sync_channel;
 
-    let mut w = LayerWriter {
-        root: dir,
-        kind,
-        epoch: opts.source_date_epoch,
-        links: HashMap::new(),
-        builder: &mut builder,
-    };
-    w.walk()?;
+    let mut comp = Compressor::new(out, opts).ctx("start compressor", dir)?;
+    let media_type = comp.media_type();
+    let (tx, rx) = sync_channel::<Chunk>(CHUNKS_IN_FLIGHT);
+    let (ret_tx, ret_rx) = sync_channel::<Chunk>(CHUNKS_IN_FLIGHT + 2);
+    let epoch = opts.source_date_epoch;
 
-    builder.finish().ctx("finish tar", dir)?;
-    let tar_hash = builder.into_inner().ctx("finish tar", dir)?;
-    let (gz, diff_id, _) = tar_hash.finish();
-    let compressed = gz.finish().ctx("finish gzip", dir)?;
+    let (archived, compressed) = std::thread::scope(|s| {
+        let archiver = std::thread::Builder::new()
+            .name("cairn-layer-tar".into())
+            .spawn_scoped(s, move || -> Result<(Digest, u64), Error> {
+                let sender = ChunkSender {
+                    buf: Chunk::default(),
+                    tx,
+                    recycled: ret_rx,
+                    hasher: sha2::Sha256::new(),
+                    count: 0,
+                };
+                let mut builder = Builder::new(sender);
+                let mut w = LayerWriter {
+                    root: dir,
+                    kind,
+                    epoch,
+                    links: HashMap::new(),
+                    builder: &mut builder,
+                };
+                w.walk()?;
+                builder.finish().ctx("finish tar", dir)?;
+                let mut sender = builder.into_inner().ctx("finish tar", dir)?;
+                sender.send().ctx("finish tar", dir)?;
+                let hex = hex::encode(sha2::Digest::finalize(sender.hasher));
+                Ok((crate::hash::sha256_digest_from_hex(&hex), sender.count))
+            })
+            .map_err(|e| Error::io("spawn layer thread", dir, e));
+        let archiver = match archiver {
+            Ok(a) => a,
+            Err(e) => return (Err(e), Err(pipeline_closed())),
+        };
+        let mut result = Ok(());
+        'chunks: for mut chunk in rx.iter() {
+            let mut at = 0;
+            for &len in &chunk.writes {
+                if let Err(e) = comp.write_all(&chunk.data[at..at + len]) {
+                    result = Err(e);
+                    break 'chunks;
+                }
+                at += len;
+            }
+            chunk.data.clear();
+            chunk.writes.clear();
+            let _ = ret_tx.try_send(chunk);
+        }
+        // On a compressor error, dropping `rx` makes the archiver stop.
+        drop(rx);
+        let archived = archiver
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (archived, result)
+    });
+    // The compressor's error is the cause when both failed.
+    if let Err(e) = compressed {
+        return Err(Error::io("compress layer", dir, e));
+    }
+    let (diff_id, _tar_len) = archived?;
+    let compressed = comp.finish().ctx("finish compression", dir)?;
     let (mut buf, digest, size) = compressed.finish();
     buf.flush().ctx("flush layer output", dir)?;
     Ok(LayerInfo {
         digest,
         diff_id,
         size,
-        media_type: media_types::OCI_LAYER_GZIP,
+        media_type,
     })
 }
 

@@ -119,6 +119,7 @@ fn round_trip_write_then_apply() {
     let opts = LayerOptions {
         source_date_epoch: 1_500_000_000,
         gzip_level: 1,
+        ..LayerOptions::default()
     };
     write_layer(src.path(), SourceKind::Plain, &mut gz, &opts).unwrap();
 
@@ -494,12 +495,52 @@ fn open_layer_reader_sniffs() {
     .unwrap();
     assert_eq!(fs::read(sb.root.join("f")).unwrap(), b"plain");
 
+    // zstd, two frames (like two concatenated gzip members).
+    let tar = RawTar::new().file("z", b"zstd").bytes();
     let mut zst = tempfile::tempfile().unwrap();
-    std::io::Write::write_all(&mut zst, &[0x28, 0xb5, 0x2f, 0xfd, 0, 0]).unwrap();
-    assert!(matches!(
-        open_layer_reader(zst),
-        Err(Error::Unsupported { .. })
-    ));
+    let half = tar.len() / 2;
+    for part in [&tar[..half], &tar[half..]] {
+        let frame = zstd::stream::encode_all(part, 3).unwrap();
+        std::io::Write::write_all(&mut zst, &frame).unwrap();
+    }
+    apply_layer(
+        open_layer_reader(zst).unwrap(),
+        &sb.root,
+        &ApplyOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(fs::read(sb.root.join("z")).unwrap(), b"zstd");
+
+    // A corrupt zstd stream is an error, not a short layer.
+    let mut bad = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut bad, &[0x28, 0xb5, 0x2f, 0xfd, 0, 0]).unwrap();
+    assert!(
+        apply_layer(
+            open_layer_reader(bad).unwrap(),
+            &sb.root,
+            &ApplyOptions::default()
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn zstd_round_trip_write_then_apply() {
+    let src = tempfile::tempdir().unwrap();
+    sample_tree(src.path());
+    let mut blob = tempfile::tempfile().unwrap();
+    let opts = LayerOptions {
+        compression: crate::LayerCompression::Zstd { level: 3 },
+        compression_threads: 2,
+        ..LayerOptions::default()
+    };
+    let info = write_layer(src.path(), SourceKind::Plain, &mut blob, &opts).unwrap();
+    assert_eq!(info.media_type, crate::media_types::OCI_LAYER_ZSTD);
+    let sb = Sandbox::new();
+    let stats = sb.apply_reader(open_layer_reader(blob).unwrap());
+    assert_eq!(stats.files, 3);
+    assert_eq!(fs::read(sb.root.join("a")).unwrap(), b"hello");
+    assert_eq!(fs::read(sb.root.join("d/f")).unwrap(), b"setuid");
 }
 
 #[test]

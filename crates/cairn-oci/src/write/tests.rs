@@ -107,7 +107,7 @@ fn plain_tree_entries() {
     let has_xattr = sample_tree(root);
     let opts = LayerOptions {
         source_date_epoch: 1_000_000,
-        gzip_level: 6,
+        ..LayerOptions::default()
     };
     let (info, gz) = layer_bytes(root, SourceKind::Plain, &opts);
     assert_eq!(info.size, gz.len() as u64);
@@ -195,7 +195,7 @@ fn reproducible_and_epoch_clamped() {
     // A different epoch that does not clamp gives a different layer.
     let later = LayerOptions {
         source_date_epoch: u64::MAX,
-        gzip_level: 6,
+        ..LayerOptions::default()
     };
     let (four, _) = layer_bytes(root, SourceKind::Plain, &later);
     assert_ne!(one.diff_id, four.diff_id);
@@ -275,4 +275,133 @@ fn empty_upper() {
     assert_eq!(read_entries(&gunzip(&gz)).len(), 1);
     assert_eq!(info.size as usize, gz.len());
     let _ = fs::metadata(tmp.path()).unwrap().ino();
+}
+
+/// A tree big enough for zstd's multi-threaded encoder to cut several jobs
+/// (about 24 MiB: text-like and pseudo-random blocks) plus small files.
+pub(crate) fn big_tree(root: &Path) {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let words: [&[u8]; 8] = [
+        b"layer ", b"image ", b"cairn ", b"digest ", b"zstd ", b"tar\n", b"{ ", b"} ",
+    ];
+    for f in 0..3 {
+        let mut data = Vec::with_capacity(8 << 20);
+        while data.len() < 8 << 20 {
+            if (data.len() >> 16) % 2 == 0 {
+                data.extend_from_slice(&next().to_le_bytes());
+            } else {
+                data.extend_from_slice(words[(next() % 8) as usize]);
+            }
+        }
+        fs::write(root.join(format!("big{f}")), &data).unwrap();
+    }
+    fs::create_dir(root.join("small")).unwrap();
+    for i in 0..200 {
+        let n = (next() % 5000) as usize;
+        let body: Vec<u8> = (0..n).map(|j| words[(j * 7 + i) % 8][0]).collect();
+        fs::write(root.join(format!("small/f{i:03}")), body).unwrap();
+    }
+}
+
+/// The single-threaded writer cairn shipped before the threaded pipeline:
+/// tar builder → sha256 → gzip → sha256, all in one thread. zlib-rs' output
+/// depends on how its input is split into writes, so this is the oracle for
+/// "the default output bytes did not change".
+fn sequential_gzip_layer(dir: &Path, level: u32) -> (Digest, Digest, Vec<u8>) {
+    let compressed = HashingWriter::new(Vec::new());
+    let gz = GzEncoder::new(compressed, Compression::new(level));
+    let mut builder = Builder::new(HashingWriter::new(gz));
+    let mut w = LayerWriter {
+        root: dir,
+        kind: SourceKind::Plain,
+        epoch: 0,
+        links: HashMap::new(),
+        builder: &mut builder,
+    };
+    w.walk().unwrap();
+    builder.finish().unwrap();
+    let (gz, diff_id, _) = builder.into_inner().unwrap().finish();
+    let (bytes, digest, _) = gz.finish().unwrap().finish();
+    (diff_id, digest, bytes)
+}
+
+#[test]
+fn default_gzip_equals_the_sequential_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    sample_tree(tmp.path());
+    big_tree(tmp.path());
+    for level in [6, 1] {
+        let opts = LayerOptions {
+            gzip_level: level,
+            ..LayerOptions::default()
+        };
+        let (info, gz) = layer_bytes(tmp.path(), SourceKind::Plain, &opts);
+        assert_eq!(info.media_type, media_types::OCI_LAYER_GZIP);
+        let (diff_id, digest, bytes) = sequential_gzip_layer(tmp.path(), level);
+        assert_eq!(info.diff_id, diff_id);
+        assert_eq!(info.digest, digest, "level {level}");
+        assert_eq!(gz, bytes);
+    }
+}
+
+#[test]
+fn digests_do_not_depend_on_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    sample_tree(tmp.path());
+    big_tree(tmp.path());
+    let mut diff_ids = Vec::new();
+    for compression in [
+        LayerCompression::Gzip,
+        LayerCompression::Zstd { level: 3 },
+        LayerCompression::Zstd { level: 1 },
+    ] {
+        let mut seen = Vec::new();
+        for threads in [1, 2, 1, 2, 0] {
+            let opts = LayerOptions {
+                compression,
+                compression_threads: threads,
+                ..LayerOptions::default()
+            };
+            let (info, blob) = layer_bytes(tmp.path(), SourceKind::Plain, &opts);
+            assert_eq!(info.digest, crate::sha256_digest(&blob));
+            assert_eq!(info.size, blob.len() as u64);
+            seen.push((threads, info));
+        }
+        let first = &seen[0].1;
+        for (threads, info) in &seen {
+            assert_eq!(
+                info, first,
+                "{compression:?}: {threads} threads gave another layer"
+            );
+        }
+        diff_ids.push(first.diff_id.clone());
+        if let LayerCompression::Zstd { .. } = compression {
+            assert_eq!(first.media_type, media_types::OCI_LAYER_ZSTD);
+        }
+    }
+    // Same tar whatever the compression.
+    assert!(diff_ids.iter().all(|d| *d == diff_ids[0]));
+}
+
+#[test]
+fn zstd_layer_decodes_to_the_same_tar() {
+    let tmp = tempfile::tempdir().unwrap();
+    sample_tree(tmp.path());
+    let gz = layer_bytes(tmp.path(), SourceKind::Plain, &LayerOptions::default());
+    let opts = LayerOptions {
+        compression: LayerCompression::Zstd { level: 3 },
+        ..LayerOptions::default()
+    };
+    let (info, zst) = layer_bytes(tmp.path(), SourceKind::Plain, &opts);
+    assert_eq!(&zst[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
+    let tar = zstd::stream::decode_all(zst.as_slice()).unwrap();
+    assert_eq!(tar, gunzip(&gz.1));
+    assert_eq!(info.diff_id, gz.0.diff_id);
+    assert_ne!(info.digest, gz.0.digest);
 }
