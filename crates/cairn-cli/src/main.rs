@@ -3,6 +3,7 @@
 //! their whole chain of causes; nothing below this crate knows about the CLI.
 
 mod dev;
+mod frontend;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,6 +29,10 @@ enum Command {
     /// Developer tooling: a local registry with seed base images, a demo build.
     #[command(subcommand)]
     Dev(dev::DevCommand),
+    /// Print a Dockerfile's instructions as JSON (BuildKit's raw parse).
+    Parse(frontend::ParseArgs),
+    /// Expand a word as a Dockerfile instruction would (BuildKit's shell lexer).
+    Expand(frontend::ExpandArgs),
 }
 
 /// Options shared by commands that build.
@@ -179,6 +184,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dev(cmd) => dev::run(cmd),
+        Command::Parse(args) => frontend::parse(args),
+        Command::Expand(args) => frontend::expand(args),
     }
 }
 
