@@ -70,6 +70,17 @@ pub enum Error {
         /// What failed (never contains credentials).
         message: String,
     },
+    /// The registry refused an operation (401/403, e.g. `DENIED`, `UNAUTHORIZED`).
+    #[error("{0}")]
+    Denied(Box<Denied>),
+    /// Reading credentials (auth file, credential helper) failed.
+    #[error("credentials from {source_name}: {message}")]
+    Credentials {
+        /// The auth file or helper.
+        source_name: String,
+        /// What failed (never contains a secret).
+        message: String,
+    },
     /// A local I/O operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -85,6 +96,27 @@ pub enum Error {
     /// The HTTP client could not be built.
     #[error("building the HTTP client failed: {0}")]
     ClientSetup(String),
+}
+
+/// Details of [`Error::Denied`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "registry {registry} refused to {action} repository {repository} {credentials}: {status}{}",
+    describe_codes(.errors)
+)]
+pub struct Denied {
+    /// `host[:port]` of the registry.
+    pub registry: String,
+    /// Repository the request was for.
+    pub repository: String,
+    /// `pull`, `push` or `delete`.
+    pub action: String,
+    /// Which credentials were used, e.g. "with the pull credentials (…)" or "anonymously (…)".
+    pub credentials: String,
+    /// HTTP status code (401 or 403).
+    pub status: u16,
+    /// Errors parsed from the body.
+    pub errors: Vec<RegistryErrorDetail>,
 }
 
 /// One entry of a registry's `{"errors":[…]}` body.
@@ -132,7 +164,7 @@ impl Error {
     pub fn is_unauthorized(&self) -> bool {
         match self {
             Error::Registry { status, .. } => *status == 401 || *status == 403,
-            Error::Auth { .. } => true,
+            Error::Auth { .. } | Error::Denied(_) => true,
             _ => false,
         }
     }
@@ -141,6 +173,7 @@ impl Error {
     pub fn registry_codes(&self) -> Vec<&str> {
         match self {
             Error::Registry { errors, .. } => errors.iter().map(|e| e.code.as_str()).collect(),
+            Error::Denied(d) => d.errors.iter().map(|e| e.code.as_str()).collect(),
             _ => Vec::new(),
         }
     }
@@ -149,6 +182,8 @@ impl Error {
     pub(crate) fn is_transient(&self) -> bool {
         match self {
             Error::Registry { status, .. } => *status == 429 || *status >= 500,
+            // A certificate will not become valid by asking again.
+            Error::Http { detail, .. } if detail.contains("certificate") => false,
             Error::Http { source, .. } => {
                 source.is_connect()
                     || source.is_timeout()

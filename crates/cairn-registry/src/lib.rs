@@ -54,11 +54,13 @@
 
 mod auth;
 mod client;
+mod credentials;
 mod error;
 mod reference;
 
-pub use client::{Client, ClientOptions, FetchedManifest};
-pub use error::{Error, RegistryErrorDetail};
+pub use client::{Client, ClientOptions, FetchedManifest, Operation};
+pub use credentials::{AuthFile, Credential, CredentialSource};
+pub use error::{Denied, Error, RegistryErrorDetail};
 pub use oci_spec::image::Digest;
 pub use reference::Reference;
 
