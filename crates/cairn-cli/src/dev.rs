@@ -97,6 +97,8 @@ pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
                 insecure_registries: vec![],
                 network: cairn_sandbox::Network::Host,
                 step_timeout: None,
+                secrets: Default::default(),
+                ca_cert: None,
             };
             let started = std::time::Instant::now();
             let result = cairn_engine::build(&opts).await?;

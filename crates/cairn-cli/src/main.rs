@@ -72,6 +72,12 @@ struct BuildArgs {
     /// Network of RUN steps: `host` (default, as `docker build`) or `none`.
     #[arg(long, default_value = "host", value_parser = ["host", "none", "default"])]
     network: String,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=PATH` or `id=ID,env=VAR`.
+    #[arg(long = "secret", value_name = "SPEC")]
+    secrets: Vec<String>,
+    /// An extra CA certificate (PEM) to trust for ADD downloads.
+    #[arg(long, value_name = "PEM")]
+    ca_cert: Option<PathBuf>,
     /// Kill a RUN step (and fail the build) after this many seconds.
     #[arg(long, value_name = "SECONDS")]
     step_timeout: Option<f64>,
@@ -134,6 +140,12 @@ fn build_options(a: BuildArgs) -> anyhow::Result<BuildOptions> {
         state: StateDir::resolve(a.common.state_dir)?,
         source_date_epoch: a.source_date_epoch,
         insecure_registries: a.common.insecure_registries,
+        secrets: a
+            .secrets
+            .iter()
+            .map(|s| cairn_engine::SecretSource::parse(s).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<_>>()?,
+        ca_cert: a.ca_cert,
         step_timeout: a
             .step_timeout
             .map(std::time::Duration::try_from_secs_f64)

@@ -16,8 +16,13 @@
 //! The engine must run inside the build user namespace
 //! (`cairn_sandbox::userns::enter_build_namespace`), which the CLI enters first.
 
+mod copy;
+mod dockerignore;
 mod error;
 mod export;
+mod fetch;
+mod instr;
+mod mounts;
 mod options;
 mod platform;
 mod pull;
@@ -27,7 +32,7 @@ mod time;
 
 pub use error::Error;
 pub use export::BuildResult;
-pub use options::{BuildOptions, Output};
+pub use options::{BuildOptions, Output, SecretSource};
 pub use platform::Platform;
 pub use state::StateDir;
 

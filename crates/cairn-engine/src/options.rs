@@ -16,6 +16,64 @@ pub enum Output {
     },
 }
 
+/// Where a `--secret` value comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file (`src=PATH`).
+    File(PathBuf),
+    /// An environment variable of cairn's process (`env=NAME`).
+    Env(String),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Where it comes from, never its value.
+        match self {
+            SecretSource::File(p) => write!(f, "File({})", p.display()),
+            SecretSource::Env(n) => write!(f, "Env({n})"),
+        }
+    }
+}
+
+impl SecretSource {
+    /// Parses `id=ID,src=PATH` / `id=ID,env=NAME` (also `source=`, `type=file|env`);
+    /// without `src`/`env` the value comes from the env var named by the id.
+    pub fn parse(spec: &str) -> Result<(String, SecretSource), String> {
+        let (mut id, mut src, mut env) = (None, None, None);
+        for field in spec.split(',') {
+            match field.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+                Some(("env", v)) => env = Some(v.to_string()),
+                Some(("type", "file" | "env")) => {}
+                _ => return Err(format!("--secret `{spec}`: unknown part `{field}`")),
+            }
+        }
+        let id = id.ok_or_else(|| format!("--secret `{spec}`: `id=` is required"))?;
+        let source = match (src, env) {
+            (Some(p), None) => SecretSource::File(p),
+            (None, Some(e)) => SecretSource::Env(e),
+            (None, None) => SecretSource::Env(id.clone()),
+            (Some(_), Some(_)) => {
+                return Err(format!("--secret `{spec}`: give src= or env=, not both"));
+            }
+        };
+        Ok((id, source))
+    }
+
+    /// The secret's value.
+    pub fn read(&self) -> Result<Vec<u8>, String> {
+        match self {
+            SecretSource::File(p) => {
+                std::fs::read(p).map_err(|e| format!("read `{}`: {e}", p.display()))
+            }
+            SecretSource::Env(n) => std::env::var_os(n)
+                .map(|v| v.into_encoded_bytes())
+                .ok_or_else(|| format!("environment variable `{n}` is not set")),
+        }
+    }
+}
+
 /// Everything a build needs to know.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -43,4 +101,8 @@ pub struct BuildOptions {
     pub network: Network,
     /// A RUN step running longer is killed and fails the build.
     pub step_timeout: Option<std::time::Duration>,
+    /// `--secret` values for `RUN --mount=type=secret`, by id.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// An extra CA certificate (PEM) trusted for ADD downloads.
+    pub ca_cert: Option<PathBuf>,
 }

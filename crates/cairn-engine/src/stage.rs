@@ -1,21 +1,28 @@
-//! Executing a Dockerfile: stages, instructions, sandboxed steps, layers.
+//! Executing a Dockerfile: the stage graph (independent stages run concurrently),
+//! stage bases (images, earlier stages, ONBUILD triggers), sandboxed steps and
+//! their layers. Instruction semantics live in `instr.rs`, COPY/ADD inputs in
+//! `copy.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use cairn_dockerfile::{CommandForm, Dockerfile, Instruction, Located};
 use cairn_oci::{ContentStore, History, ImageConfig, LayerOptions, SourceKind};
 use cairn_registry::{Client, ClientOptions, Reference};
-use cairn_sandbox::{Action, CopySpec, ExecSpec, Network, StepDirs, StepOutcome, StepSpec};
+use cairn_sandbox::{Action, Input, Network, StepDirs, StepOutcome, StepSpec};
 
+use crate::dockerignore::DockerIgnore;
 use crate::export::{self, BuildResult};
-use crate::pull::{self, LayerDesc};
+use crate::pull::{self, BaseImage, LayerDesc};
 use crate::state::{ScratchDir, remove_all};
-use crate::time::rfc3339;
 use crate::{BuildOptions, Error, Platform};
 
 /// The PATH a step gets when the image sets none (as Docker does).
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The image a stage is building, as it goes.
 #[derive(Debug, Clone)]
@@ -26,21 +33,41 @@ pub(crate) struct StageState {
     pub lowers: Vec<PathBuf>,
 }
 
-/// One build in progress.
-pub(crate) struct Build<'a> {
-    opts: &'a BuildOptions,
-    df: Dockerfile,
-    client: Client,
-    store: ContentStore,
-    platform: Platform,
-    scratch: ScratchDir,
-    context: PathBuf,
-    global: BTreeMap<String, String>,
-    built: HashMap<usize, StageState>,
-    steps: usize,
+/// Per-stage variables while its instructions run.
+#[derive(Debug, Default)]
+pub(crate) struct StageVars {
+    /// ARG values in scope.
+    pub args: BTreeMap<String, String>,
+    /// Whether CMD was set in this stage (ENTRYPOINT then keeps it).
+    pub cmd_set: bool,
 }
 
-fn loc_err<T>(df: &Dockerfile, l: &Located<T>, message: impl Into<String>) -> Error {
+/// Where a step's instruction is, for messages and history.
+#[derive(Debug, Clone)]
+pub(crate) struct Site {
+    pub stage: usize,
+    pub line: usize,
+    pub source: String,
+}
+
+/// One build in progress. Shared by the concurrently running stages.
+pub(crate) struct Build<'a> {
+    pub opts: &'a BuildOptions,
+    pub df: Dockerfile,
+    pub client: Client,
+    pub http: reqwest::Client,
+    pub store: ContentStore,
+    pub platform: Platform,
+    pub scratch: ScratchDir,
+    pub context: PathBuf,
+    pub ignore: DockerIgnore,
+    pub global: BTreeMap<String, String>,
+    steps: AtomicUsize,
+    started: Instant,
+    images: tokio::sync::Mutex<HashMap<String, Arc<BaseImage>>>,
+}
+
+pub(crate) fn loc_err<T>(df: &Dockerfile, l: &Located<T>, message: impl Into<String>) -> Error {
     Error::Instruction {
         file: df.file_name.clone(),
         line: l.line,
@@ -87,7 +114,7 @@ pub(crate) fn context_relative(src: &str) -> Option<String> {
     })
 }
 
-fn env_get<'e>(env: &'e [String], key: &str) -> Option<&'e str> {
+pub(crate) fn env_get<'e>(env: &'e [String], key: &str) -> Option<&'e str> {
     env.iter().find_map(|kv| {
         kv.split_once('=')
             .filter(|(k, _)| *k == key)
@@ -95,7 +122,7 @@ fn env_get<'e>(env: &'e [String], key: &str) -> Option<&'e str> {
     })
 }
 
-fn env_set(env: &mut Vec<String>, key: &str, value: &str) {
+pub(crate) fn env_set(env: &mut Vec<String>, key: &str, value: &str) {
     let entry = format!("{key}={value}");
     match env
         .iter_mut()
@@ -106,14 +133,14 @@ fn env_set(env: &mut Vec<String>, key: &str, value: &str) {
     }
 }
 
-fn form_to_json(f: &CommandForm) -> String {
+pub(crate) fn form_to_json(f: &CommandForm) -> String {
     match f {
         CommandForm::Exec(v) => serde_json::to_string(v).unwrap_or_default(),
         CommandForm::Shell(s) => s.clone(),
     }
 }
 
-fn shorten(s: &str) -> String {
+pub(crate) fn shorten(s: &str) -> String {
     let one_line = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() > 80 {
         format!("{}…", one_line.chars().take(79).collect::<String>())
@@ -135,6 +162,8 @@ impl<'a> Build<'a> {
             .context
             .canonicalize()
             .map_err(|e| Error::io("open build context", &opts.context, e))?;
+        let ignore = DockerIgnore::load(&opts.dockerfile, &context)
+            .map_err(|e| Error::io("read .dockerignore of", &context, e))?;
         opts.state.ensure()?;
         let store = ContentStore::open(opts.state.content())
             .map_err(Error::oci("open the content store"))?;
@@ -143,33 +172,75 @@ impl<'a> Build<'a> {
             ..Default::default()
         })
         .map_err(Error::registry("set up the registry client"))?;
-        let platform = Platform::host();
+        let http = crate::fetch::http_client(opts.ca_cert.as_deref())?;
         let scratch = ScratchDir::create(&opts.state.tmp(), "build")?;
         let mut b = Build {
             opts,
-            global: BTreeMap::new(),
             df,
             client,
+            http,
             store,
-            platform,
+            platform: Platform::host(),
             scratch,
             context,
-            built: HashMap::new(),
-            steps: 0,
+            ignore,
+            global: BTreeMap::new(),
+            steps: AtomicUsize::new(0),
+            started: Instant::now(),
+            images: tokio::sync::Mutex::new(HashMap::new()),
         };
         b.global = b.global_args()?;
         let target = match &opts.target {
-            Some(t) => {
-                b.df.stages
-                    .iter()
-                    .find(|s| s.name.as_deref() == Some(t.to_lowercase().as_str()))
-                    .map(|s| s.index)
-                    .ok_or_else(|| Error::Usage(format!("target stage `{t}` not found")))?
-            }
+            Some(t) => b
+                .stage_ref(b.df.stages.len(), t)
+                .ok_or_else(|| Error::Usage(format!("target stage `{t}` not found")))?,
             None => b.df.stages.len().saturating_sub(1),
         };
-        let state = b.stage(target).await?;
+        // Only the stages the target needs, in waves: every stage whose
+        // dependencies are built runs concurrently with the others of its wave.
+        let mut needed = vec![target];
+        let mut i = 0;
+        while i < needed.len() {
+            for d in b.deps(needed[i])? {
+                if !needed.contains(&d) {
+                    needed.push(d);
+                }
+            }
+            i += 1;
+        }
+        let mut done: HashMap<usize, StageState> = HashMap::new();
+        while !done.contains_key(&target) {
+            let mut ready = Vec::new();
+            for &s in &needed {
+                if !done.contains_key(&s) && b.deps(s)?.iter().all(|d| done.contains_key(d)) {
+                    ready.push(s);
+                }
+            }
+            if ready.is_empty() {
+                return Err(Error::Usage(
+                    "the stages depend on each other in a cycle".into(),
+                ));
+            }
+            let built =
+                futures_util::future::try_join_all(ready.iter().map(|&s| b.stage(s, &done)))
+                    .await?;
+            done.extend(ready.into_iter().zip(built));
+        }
+        let state = done.remove(&target).expect("target built");
         export::finish(&b.client, &b.store, b.opts, state).await
+    }
+
+    /// Prints a build-log line with the time since the build started.
+    pub fn log(&self, msg: impl std::fmt::Display) {
+        eprintln!("[{:7.3}s] {msg}", self.started.elapsed().as_secs_f64());
+    }
+
+    pub fn err_at(&self, line: usize, message: impl Into<String>) -> Error {
+        Error::Instruction {
+            file: self.df.file_name.clone(),
+            line,
+            message: message.into(),
+        }
     }
 
     fn platform_args(&self) -> BTreeMap<String, String> {
@@ -213,12 +284,101 @@ impl<'a> Build<'a> {
         Ok(scope)
     }
 
-    async fn stage(&mut self, index: usize) -> Result<StageState, Error> {
-        if let Some(s) = self.built.get(&index) {
-            return Ok(s.clone());
+    fn expand_global(&self, word: &str) -> String {
+        cairn_dockerfile::expand_word(word, &|k| self.global.get(k).cloned(), self.df.escape)
+            .unwrap_or_else(|_| word.to_string())
+    }
+
+    /// A stage named `name` (or numbered) among the first `before` stages.
+    pub fn stage_ref(&self, before: usize, name: &str) -> Option<usize> {
+        let lower = name.to_lowercase();
+        self.df.stages[..before.min(self.df.stages.len())]
+            .iter()
+            .find(|s| s.name.as_deref() == Some(lower.as_str()))
+            .map(|s| s.index)
+            .or_else(|| name.parse::<usize>().ok().filter(|&i| i < before))
+    }
+
+    /// The earlier stages stage `idx` reads: its FROM, `COPY --from`, `RUN --mount from=`.
+    fn deps(&self, idx: usize) -> Result<Vec<usize>, Error> {
+        let stage = &self.df.stages[idx];
+        let mut refs = vec![self.expand_global(&stage.from.node.image)];
+        for ins in &stage.instructions {
+            match &ins.node {
+                Instruction::Copy(c) => refs.extend(c.from.iter().map(|f| self.expand_global(f))),
+                Instruction::Run(r) => {
+                    for m in &r.mounts {
+                        let spec = crate::mounts::parse_mount(&self.expand_global(m))
+                            .map_err(|e| loc_err(&self.df, ins, e))?;
+                        refs.extend(spec.from);
+                    }
+                }
+                _ => {}
+            }
         }
-        let stage = self.df.stages[index].clone();
-        let global = self.global.clone();
+        let mut deps: Vec<usize> = refs.iter().filter_map(|r| self.stage_ref(idx, r)).collect();
+        deps.sort_unstable();
+        deps.dedup();
+        Ok(deps)
+    }
+
+    fn stage_label(&self, index: usize) -> String {
+        match &self.df.stages[index].name {
+            Some(n) => n.clone(),
+            None => format!("stage-{index}"),
+        }
+    }
+
+    /// Pulls (once per build) and unpacks an image.
+    pub async fn image(&self, reference: &str, line: usize) -> Result<Arc<BaseImage>, Error> {
+        let mut images = self.images.lock().await;
+        if let Some(i) = images.get(reference) {
+            return Ok(i.clone());
+        }
+        let parsed: Reference = reference
+            .parse()
+            .map_err(|e| self.err_at(line, format!("invalid image `{reference}`: {e}")))?;
+        let image = pull::pull(
+            &self.client,
+            &self.store,
+            &self.opts.state,
+            &parsed,
+            &self.platform,
+        )
+        .await
+        .map_err(|e| self.err_at(line, e.to_string()))?;
+        let image = Arc::new(image);
+        images.insert(reference.to_string(), image.clone());
+        Ok(image)
+    }
+
+    /// The read-only view of a stage or image named by `--from`.
+    pub async fn from_layers(
+        &self,
+        stage: usize,
+        from: &str,
+        done: &HashMap<usize, StageState>,
+        line: usize,
+    ) -> Result<Vec<PathBuf>, Error> {
+        if let Some(dep) = self.stage_ref(stage, from) {
+            return Ok(done
+                .get(&dep)
+                .ok_or_else(|| self.err_at(line, format!("stage `{from}` is not built")))?
+                .lowers
+                .clone());
+        }
+        let image = self.image(from, line).await?;
+        Ok(image.snapshot.iter().cloned().collect())
+    }
+
+    async fn stage(
+        &self,
+        index: usize,
+        done: &HashMap<usize, StageState>,
+    ) -> Result<StageState, Error> {
+        let stage = &self.df.stages[index];
+        let label = self.stage_label(index);
+        let global = &self.global;
         let from = stage
             .from
             .node
@@ -233,13 +393,11 @@ impl<'a> Build<'a> {
             );
         }
         let image = from.image.clone();
-        let earlier = self.df.stages[..index]
-            .iter()
-            .find(|s| s.name.as_deref() == Some(image.to_lowercase().as_str()))
-            .map(|s| s.index);
-        eprintln!("[{}] FROM {image}", self.stage_label(index));
-        let mut state = if let Some(dep) = earlier {
-            Box::pin(self.stage(dep)).await?
+        self.log(format_args!("[{label}] FROM {image}"));
+        let mut state = if let Some(dep) = self.stage_ref(index, &image) {
+            done.get(&dep)
+                .cloned()
+                .expect("dependencies are built first")
         } else if image == "scratch" {
             StageState {
                 config: ImageConfig {
@@ -252,386 +410,88 @@ impl<'a> Build<'a> {
                 lowers: vec![],
             }
         } else {
-            let reference: Reference = image.parse().map_err(|e| {
-                loc_err(
-                    &self.df,
-                    &stage.from,
-                    format!("invalid image `{image}`: {e}"),
-                )
-            })?;
-            let base = pull::pull(
-                &self.client,
-                &self.store,
-                &self.opts.state,
-                &reference,
-                &self.platform,
-            )
-            .await
-            .map_err(|e| loc_err(&self.df, &stage.from, e.to_string()))?;
+            let base = self.image(&image, stage.from.line).await?;
             StageState {
-                config: base.config,
-                layers: base.layers,
-                lowers: base.snapshot.into_iter().collect(),
+                config: base.config.clone(),
+                layers: base.layers.clone(),
+                lowers: base.snapshot.iter().cloned().collect(),
             }
         };
-        let mut args: BTreeMap<String, String> = BTreeMap::new();
-        let mut cmd_set = false;
+        let mut vars = StageVars::default();
+        // ONBUILD triggers of the base run first, then are gone from the image.
+        let triggers = std::mem::take(&mut state.config.config.on_build);
+        for (t, trigger) in triggers.iter().enumerate() {
+            let what = format!(
+                "{} (ONBUILD trigger {} of `{image}`)",
+                self.df.file_name,
+                t + 1
+            );
+            let parsed = cairn_dockerfile::parse(&what, &format!("FROM scratch\n{trigger}\n"))
+                .map_err(|e| self.err_at(stage.from.line, e.to_string()))?;
+            for ins in &parsed.stages[0].instructions {
+                let site = Site {
+                    stage: index,
+                    line: stage.from.line,
+                    source: format!("ONBUILD {}", ins.source),
+                };
+                self.log(format_args!("[{label} onbuild] {}", shorten(&ins.source)));
+                self.instruction(&mut state, &mut vars, &site, &ins.node, done)
+                    .await?;
+            }
+        }
         let total = stage.instructions.len();
         for (i, ins) in stage.instructions.iter().enumerate() {
-            eprintln!(
-                "[{} {}/{}] {}",
-                self.stage_label(index),
+            let site = Site {
+                stage: index,
+                line: ins.line,
+                source: ins.source.clone(),
+            };
+            self.log(format_args!(
+                "[{label} {}/{total}] {}",
                 i + 1,
-                total,
                 shorten(&ins.source)
-            );
-            self.instruction(&mut state, &mut args, &mut cmd_set, ins)
+            ));
+            self.instruction(&mut state, &mut vars, &site, &ins.node, done)
                 .await?;
         }
-        self.built.insert(index, state.clone());
+        self.log(format_args!("[{label}] done"));
         Ok(state)
     }
 
-    fn stage_label(&self, index: usize) -> String {
-        match &self.df.stages[index].name {
-            Some(n) => n.clone(),
-            None => format!("stage-{index}"),
-        }
-    }
-
-    async fn instruction(
-        &mut self,
-        st: &mut StageState,
-        args: &mut BTreeMap<String, String>,
-        cmd_set: &mut bool,
-        ins: &Located<Instruction>,
-    ) -> Result<(), Error> {
-        let escape = self.df.escape;
-        let env = st.config.config.env.clone();
-        let lookup = |k: &str| {
-            env_get(&env, k)
-                .map(str::to_string)
-                .or_else(|| args.get(k).cloned())
-        };
-        let expanded = ins
-            .node
-            .expanded(&lookup, escape)
-            .map_err(|e| loc_err(&self.df, ins, e.to_string()))?;
-        let created_by = |s: String| History {
-            created: Some(rfc3339(self.opts.source_date_epoch)),
-            created_by: Some(s),
-            comment: Some("buildkit.dockerfile.v0".into()),
-            ..Default::default()
-        };
-        let cc = &mut st.config.config;
-        let empty = |h: History| History {
-            empty_layer: Some(true),
-            ..h
-        };
-        match expanded {
-            Instruction::Env(pairs) => {
-                for (k, v) in &pairs {
-                    env_set(&mut cc.env, k, v);
-                }
-                let text = pairs
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                st.config
-                    .history
-                    .push(empty(created_by(format!("ENV {text}"))));
-            }
-            Instruction::Arg(decls) => {
-                for a in decls {
-                    let v = self
-                        .opts
-                        .build_args
-                        .get(&a.name)
-                        .cloned()
-                        .or(a.default.clone())
-                        .or_else(|| self.global.get(&a.name).cloned());
-                    if let Some(v) = v {
-                        args.insert(a.name.clone(), v);
-                    }
-                }
-            }
-            Instruction::Label(pairs) => {
-                for (k, v) in &pairs {
-                    cc.labels.insert(k.clone(), v.clone());
-                }
-                let text = pairs
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                st.config
-                    .history
-                    .push(empty(created_by(format!("LABEL {text}"))));
-            }
-            Instruction::User(u) => {
-                cc.user = Some(u.clone());
-                st.config
-                    .history
-                    .push(empty(created_by(format!("USER {u}"))));
-            }
-            Instruction::Cmd(form) => {
-                cc.cmd = Some(argv_of(cc.shell.as_deref(), &form));
-                *cmd_set = true;
-                st.config
-                    .history
-                    .push(empty(created_by(format!("CMD {}", form_to_json(&form)))));
-            }
-            Instruction::Entrypoint(form) => {
-                cc.entrypoint = Some(argv_of(cc.shell.as_deref(), &form));
-                if !*cmd_set {
-                    cc.cmd = None;
-                }
-                st.config.history.push(empty(created_by(format!(
-                    "ENTRYPOINT {}",
-                    form_to_json(&form)
-                ))));
-            }
-            Instruction::Expose(ports) => {
-                for p in &ports {
-                    let key = if p.contains('/') {
-                        p.clone()
-                    } else {
-                        format!("{p}/tcp")
-                    };
-                    cc.exposed_ports.insert(key, serde_json::json!({}));
-                }
-                st.config
-                    .history
-                    .push(empty(created_by(format!("EXPOSE {}", ports.join(" ")))));
-            }
-            Instruction::Volume(vols) => {
-                for v in &vols {
-                    cc.volumes.insert(v.clone(), serde_json::json!({}));
-                }
-                st.config
-                    .history
-                    .push(empty(created_by(format!("VOLUME {}", vols.join(" ")))));
-            }
-            Instruction::StopSignal(s) => {
-                cc.stop_signal = Some(s.clone());
-                st.config
-                    .history
-                    .push(empty(created_by(format!("STOPSIGNAL {s}"))));
-            }
-            Instruction::Shell(argv) => {
-                cc.shell = Some(argv.clone());
-                st.config.history.push(empty(created_by(format!(
-                    "SHELL {}",
-                    serde_json::to_string(&argv).unwrap_or_default()
-                ))));
-            }
-            Instruction::Workdir(w) => {
-                let current = cc.working_dir.clone().unwrap_or_else(|| "/".into());
-                let path = clean_abs(&current, &w);
-                cc.working_dir = Some(path.clone());
-                self.step(
-                    st,
-                    ins,
-                    Action::Mkdir { path: path.clone() },
-                    Network::None,
-                    false,
-                    created_by(format!("WORKDIR {path}")),
-                )
-                .await?;
-            }
-            Instruction::Copy(c) => {
-                if c.from.is_some() || !c.heredocs.is_empty() || c.parents || !c.exclude.is_empty()
-                {
-                    return Err(loc_err(
-                        &self.df,
-                        ins,
-                        "COPY --from, --parents, --exclude and heredoc sources are not supported yet",
-                    ));
-                }
-                let chmod = match &c.chmod {
-                    Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| {
-                        loc_err(
-                            &self.df,
-                            ins,
-                            format!("invalid --chmod value `{m}` (octal expected)"),
-                        )
-                    })?),
-                    None => None,
-                };
-                let mut sources = Vec::new();
-                for s in &c.sources {
-                    sources.extend(self.context_sources(ins, s)?);
-                }
-                let workdir = cc.working_dir.clone().unwrap_or_else(|| "/".into());
-                let mut dest = clean_abs(&workdir, &c.dest);
-                if c.dest.ends_with('/') && dest != "/" {
-                    dest.push('/');
-                }
-                let text = format!("COPY {} {} # buildkit", c.sources.join(" "), c.dest);
-                self.step(
-                    st,
-                    ins,
-                    Action::Copy(CopySpec {
-                        sources,
-                        dest,
-                        chown: c.chown.clone(),
-                        chmod,
-                    }),
-                    Network::None,
-                    true,
-                    created_by(text),
-                )
-                .await?;
-            }
-            Instruction::Run(r) => {
-                if !r.mounts.is_empty() || !r.heredocs.is_empty() {
-                    return Err(loc_err(
-                        &self.df,
-                        ins,
-                        "RUN --mount and RUN heredocs are not supported yet",
-                    ));
-                }
-                let network = match r.network.as_deref() {
-                    None | Some("default") => self.opts.network,
-                    Some("none") => Network::None,
-                    Some("host") => Network::Host,
-                    Some(other) => {
-                        return Err(loc_err(
-                            &self.df,
-                            ins,
-                            format!("unknown RUN --network value `{other}`"),
-                        ));
-                    }
-                };
-                let argv = argv_of(st.config.config.shell.as_deref(), &r.command);
-                let mut env = st.config.config.env.clone();
-                for (k, v) in args.iter() {
-                    if env_get(&env, k).is_none() {
-                        env.push(format!("{k}={v}"));
-                    }
-                }
-                if env_get(&env, "PATH").is_none() {
-                    env.push(format!("PATH={DEFAULT_PATH}"));
-                }
-                let exec = ExecSpec {
-                    argv: argv.clone(),
-                    env,
-                    cwd: st
-                        .config
-                        .config
-                        .working_dir
-                        .clone()
-                        .unwrap_or_else(|| "/".into()),
-                    user: st.config.config.user.clone().unwrap_or_default(),
-                };
-                let text = match &r.command {
-                    CommandForm::Shell(_) => format!("RUN {} # buildkit", argv.join(" ")),
-                    CommandForm::Exec(v) => format!(
-                        "RUN {} # buildkit",
-                        serde_json::to_string(v).unwrap_or_default()
-                    ),
-                };
-                self.step(
-                    st,
-                    ins,
-                    Action::Exec(exec),
-                    network,
-                    false,
-                    created_by(text),
-                )
-                .await?;
-            }
-            other => {
-                return Err(loc_err(
-                    &self.df,
-                    ins,
-                    format!("{} is not supported yet", other.keyword()),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Resolves one COPY source (with `*`/`?` wildcards) to paths relative to the context.
-    fn context_sources(&self, ins: &Located<Instruction>, src: &str) -> Result<Vec<String>, Error> {
-        let rel = context_relative(src).ok_or_else(|| {
-            loc_err(
-                &self.df,
-                ins,
-                format!("COPY source `{src}` is outside the build context"),
-            )
-        })?;
-        if !rel.contains(['*', '?', '[']) {
-            if std::fs::symlink_metadata(self.context.join(&rel)).is_err() {
-                return Err(loc_err(
-                    &self.df,
-                    ins,
-                    format!("COPY source `{src}` not found in the build context"),
-                ));
-            }
-            return Ok(vec![rel]);
-        }
-        let mut found = vec![String::new()];
-        for part in rel.split('/') {
-            let mut next = Vec::new();
-            for base in &found {
-                let dir = self.context.join(base);
-                let mut names: Vec<String> = std::fs::read_dir(&dir)
-                    .map(|rd| {
-                        rd.flatten()
-                            .filter_map(|e| e.file_name().into_string().ok())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                names.sort();
-                for n in names.into_iter().filter(|n| wildcard(part, n)) {
-                    next.push(if base.is_empty() {
-                        n
-                    } else {
-                        format!("{base}/{n}")
-                    });
-                }
-            }
-            found = next;
-        }
-        if found.is_empty() {
-            return Err(loc_err(
-                &self.df,
-                ins,
-                format!("COPY source `{src}` matches no file in the build context"),
-            ));
-        }
-        Ok(found)
+    /// A fresh directory in the build's scratch space.
+    pub fn scratch_dir(&self, kind: &str) -> Result<PathBuf, Error> {
+        let n = self.steps.fetch_add(1, Ordering::Relaxed) + 1;
+        let dir = self.scratch.path().join(format!("{kind}-{n}"));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+        Ok(dir)
     }
 
     /// Runs one step in the sandbox and turns its upper dir into a layer.
-    async fn step(
-        &mut self,
+    pub async fn step(
+        &self,
         st: &mut StageState,
-        ins: &Located<Instruction>,
+        site: &Site,
         action: Action,
         network: Network,
-        with_context: bool,
+        inputs: Vec<Input>,
         history: History,
     ) -> Result<(), Error> {
-        self.steps += 1;
-        let n = self.steps;
-        let dir = self.scratch.path().join(format!("step-{n}"));
+        let dir = self.scratch_dir("step")?;
         let spec = StepSpec {
             lowers: st.lowers.clone(),
             dirs: StepDirs::under(&dir),
             hostname: "cairn".into(),
             network,
-            context: with_context.then(|| self.context.clone()),
+            inputs,
             action,
         };
-        let log = |_s: cairn_sandbox::Stream, line: &str| eprintln!("  | {line}");
+        let label = self.stage_label(site.stage);
+        let log = |_s: cairn_sandbox::Stream, line: &str| eprintln!("  {label} | {line}");
         let outcome = cairn_sandbox::run_step(&spec, &log, self.opts.step_timeout)
             .await
             .map_err(|source| Error::Sandbox {
                 file: self.df.file_name.clone(),
-                line: ins.line,
+                line: site.line,
                 source: Box::new(source),
             })?;
         let failed = match outcome {
@@ -646,8 +506,8 @@ impl<'a> Build<'a> {
         if let Some(outcome) = failed {
             return Err(Error::StepFailed {
                 file: self.df.file_name.clone(),
-                line: ins.line,
-                instruction: shorten(&ins.source),
+                line: site.line,
+                instruction: shorten(&site.source),
                 outcome,
             });
         }
@@ -657,6 +517,7 @@ impl<'a> Build<'a> {
             &spec.dirs.rootfs,
             &spec.dirs.scaffold,
             &spec.dirs.provided,
+            &spec.dirs.staging,
         ] {
             remove_all(d).map_err(|e| Error::io("remove", d, e))?;
         }
@@ -698,7 +559,6 @@ impl<'a> Build<'a> {
             upper.display()
         )))?;
         let info = info.expect("write_blob ran the closure");
-        debug_assert_eq!(info.digest, digest);
         Ok(LayerDesc {
             media_type: info.media_type.to_string(),
             digest,
@@ -711,7 +571,7 @@ impl<'a> Build<'a> {
 
 /// The argv of a command: exec form as written, shell form through SHELL
 /// (default `/bin/sh -c`).
-fn argv_of(shell: Option<&[String]>, form: &CommandForm) -> Vec<String> {
+pub(crate) fn argv_of(shell: Option<&[String]>, form: &CommandForm) -> Vec<String> {
     match form {
         CommandForm::Exec(v) => v.clone(),
         CommandForm::Shell(s) => {

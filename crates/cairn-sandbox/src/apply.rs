@@ -86,6 +86,68 @@ fn apply_one(op: &MountOp, root: &Path) -> Result<(), Error> {
             )
             .map_err(|e| Error::Setup(format!("mount overlay on {}: {e}", target.display())))
         }
+        MountOp::OverlayRo { lowers, target } => {
+            std::fs::create_dir_all(target).map_err(|e| Error::io("create dir", target, e))?;
+            let lowers = lowers
+                .iter()
+                .map(|p| overlay_path(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let data = format!("lowerdir={},userxattr", lowers.join(":"));
+            mount(
+                "overlay",
+                target,
+                "overlay",
+                MountFlags::RDONLY,
+                Some(cdata(&data)?.as_c_str()),
+            )
+            .map_err(|e| {
+                Error::Setup(format!(
+                    "mount read-only overlay on {}: {e}",
+                    target.display()
+                ))
+            })
+        }
+        MountOp::BindBeneath {
+            root: beneath,
+            subpath,
+            target,
+            readonly,
+        } => {
+            use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
+            check_no_symlink(root, target)?;
+            let dir = rustix::fs::open(
+                beneath,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| Error::Setup(format!("open {}: {e}", beneath.display())))?;
+            let sub = subpath.trim_start_matches('/');
+            let sub = if sub.is_empty() { "." } else { sub };
+            let fd = openat2(
+                &dir,
+                sub,
+                OFlags::PATH | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            )
+            .map_err(|e| Error::Setup(format!("`{subpath}` in the mount source: {e}")))?;
+            use std::os::fd::AsRawFd;
+            let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            mount_bind(source.as_str(), target).map_err(|e| {
+                Error::Setup(format!("bind `{subpath}` on {}: {e}", target.display()))
+            })?;
+            if *readonly {
+                mount_remount(
+                    target,
+                    MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+                    "",
+                )
+                .map_err(|e| {
+                    Error::Setup(format!("remount read-only {}: {e}", target.display()))
+                })?;
+            }
+            Ok(())
+        }
         MountOp::Proc { target } => {
             check_no_symlink(root, target)?;
             mount(

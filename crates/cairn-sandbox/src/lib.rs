@@ -39,4 +39,7 @@ pub mod users;
 pub use error::Error;
 pub use helper::{HELPER_ENV, init_if_helper};
 pub use run::{StepOutcome, Stream, prepare, run_step};
-pub use spec::{Action, CopySpec, ExecSpec, Network, StepDirs, StepSpec};
+pub use spec::{
+    Action, CopySource, CopySpec, ExecSpec, INPUT_ROOT, InlineFile, Input, InputSource, Network,
+    StepDirs, StepSpec,
+};

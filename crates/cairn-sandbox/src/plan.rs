@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::spec::{CONTEXT_MOUNT, StepSpec};
+use crate::spec::{InputSource, StepSpec};
 
 /// One operation of the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,24 @@ pub enum MountOp {
         /// Path.
         path: PathBuf,
     },
+    /// A read-only overlay of lower dirs only (another stage's root).
+    OverlayRo {
+        /// Layers, topmost first (at least two: pad with an empty dir).
+        lowers: Vec<PathBuf>,
+        /// Mount point.
+        target: PathBuf,
+    },
+    /// Bind `subpath` of `root`, resolved inside `root` (RESOLVE_IN_ROOT).
+    BindBeneath {
+        /// The root the subpath may not leave.
+        root: PathBuf,
+        /// Path inside it.
+        subpath: String,
+        /// Mount point.
+        target: PathBuf,
+        /// Remount read-only afterwards.
+        readonly: bool,
+    },
     /// A bind mount.
     Bind {
         /// Source on the host.
@@ -76,14 +94,30 @@ pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tt
 pub const PROVIDED_FILES: [&str; 3] = ["hosts", "resolv.conf", "hostname"];
 
 /// Directories and files of the scaffold lower (mount points that must exist in the
-/// merged root, without ever being created in the upper dir).
-pub fn scaffold_entries(with_context: bool) -> (Vec<&'static str>, Vec<&'static str>) {
-    let mut dirs = vec!["proc", "dev", "sys", "etc", "tmp"];
-    if with_context {
-        dirs.push(CONTEXT_MOUNT.trim_start_matches('/'));
+/// merged root, without ever being created in the upper dir), relative to `/`.
+pub fn scaffold_entries(spec: &StepSpec) -> (Vec<String>, Vec<String>) {
+    let mut dirs: Vec<String> = ["proc", "dev", "sys", "etc", "tmp"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut files: Vec<String> = ["etc/hosts", "etc/resolv.conf", "etc/hostname"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for input in &spec.inputs {
+        let rel = input.target.trim_start_matches('/').to_string();
+        if input.is_file {
+            files.push(rel);
+        } else {
+            dirs.push(rel);
+        }
     }
-    let files = vec!["etc/hosts", "etc/resolv.conf", "etc/hostname"];
     (dirs, files)
+}
+
+/// The empty directory that pads a one-layer read-only overlay.
+pub fn empty_lower(spec: &StepSpec) -> PathBuf {
+    spec.dirs.staging.join("empty")
 }
 
 /// Lists the operations that set up the step's root.
@@ -150,12 +184,48 @@ pub fn mount_plan(spec: &StepSpec) -> Vec<MountOp> {
             readonly: false,
         });
     }
-    if let Some(ctx) = &spec.context {
-        ops.push(MountOp::Bind {
-            source: ctx.clone(),
-            target: at(CONTEXT_MOUNT.trim_start_matches('/')),
-            readonly: true,
-        });
+    for (n, input) in spec.inputs.iter().enumerate() {
+        let target = at(input.target.trim_start_matches('/'));
+        let readonly = input.readonly;
+        match &input.source {
+            InputSource::Tmpfs { size } => ops.push(MountOp::Tmpfs {
+                target,
+                data: match size {
+                    Some(s) => format!("mode=1777,size={s}"),
+                    None => "mode=1777".into(),
+                },
+            }),
+            InputSource::Host(path) => ops.push(match &input.subpath {
+                None => MountOp::Bind {
+                    source: path.clone(),
+                    target,
+                    readonly,
+                },
+                Some(sub) => MountOp::BindBeneath {
+                    root: path.clone(),
+                    subpath: sub.clone(),
+                    target,
+                    readonly,
+                },
+            }),
+            InputSource::Layers(layers) => {
+                let view = spec.dirs.staging.join(n.to_string());
+                let mut lowers = layers.clone();
+                while lowers.len() < 2 {
+                    lowers.push(empty_lower(spec));
+                }
+                ops.push(MountOp::OverlayRo {
+                    lowers,
+                    target: view.clone(),
+                });
+                ops.push(MountOp::BindBeneath {
+                    root: view,
+                    subpath: input.subpath.clone().unwrap_or_else(|| ".".into()),
+                    target,
+                    readonly: true,
+                });
+            }
+        }
     }
     ops.push(MountOp::PivotRoot {
         new_root: root.clone(),
@@ -166,7 +236,7 @@ pub fn mount_plan(spec: &StepSpec) -> Vec<MountOp> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Action, Network, StepDirs};
+    use crate::spec::{Action, Input, Network, StepDirs};
 
     fn spec(context: bool) -> StepSpec {
         StepSpec {
@@ -174,9 +244,44 @@ mod tests {
             dirs: StepDirs::under(Path::new("/s/step")),
             hostname: "h".into(),
             network: Network::Host,
-            context: context.then(|| PathBuf::from("/ctx")),
+            inputs: if context {
+                vec![Input {
+                    source: InputSource::Host("/ctx".into()),
+                    subpath: None,
+                    target: "/.cairn-in/0".into(),
+                    is_file: false,
+                    readonly: true,
+                }]
+            } else {
+                vec![]
+            },
             action: Action::Mkdir { path: "/a".into() },
         }
+    }
+
+    #[test]
+    fn another_stage_is_a_read_only_overlay_bound_beneath_its_root() {
+        let mut s = spec(false);
+        s.inputs.push(Input {
+            source: InputSource::Layers(vec!["/s/stage/l1".into()]),
+            subpath: Some("/out".into()),
+            target: "/mnt".into(),
+            is_file: false,
+            readonly: true,
+        });
+        let ops = mount_plan(&s);
+        assert!(ops.contains(&MountOp::OverlayRo {
+            lowers: vec!["/s/stage/l1".into(), "/s/step/staging/empty".into()],
+            target: "/s/step/staging/0".into(),
+        }));
+        assert!(ops.contains(&MountOp::BindBeneath {
+            root: "/s/step/staging/0".into(),
+            subpath: "/out".into(),
+            target: "/s/step/rootfs/mnt".into(),
+            readonly: true,
+        }));
+        let (dirs, _) = scaffold_entries(&s);
+        assert!(dirs.contains(&"mnt".to_string()));
     }
 
     #[test]

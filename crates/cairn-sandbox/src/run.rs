@@ -8,7 +8,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::Error;
 use crate::helper::{HELPER_ENV, Status};
-use crate::plan::{PROVIDED_FILES, scaffold_entries};
+use crate::plan::{PROVIDED_FILES, empty_lower, scaffold_entries};
 use crate::spec::StepSpec;
 
 /// How a step ended when the sandbox itself worked.
@@ -42,15 +42,27 @@ fn write(p: &Path, data: &str) -> Result<(), Error> {
 /// Creates the step's directories, the scaffold lower and the provided files.
 pub fn prepare(spec: &StepSpec) -> Result<(), Error> {
     let d = &spec.dirs;
-    for p in [&d.upper, &d.work, &d.rootfs, &d.scaffold, &d.provided] {
+    for p in [
+        &d.upper,
+        &d.work,
+        &d.rootfs,
+        &d.scaffold,
+        &d.provided,
+        &d.staging,
+    ] {
         mkdir(p)?;
     }
-    let (dirs, files) = scaffold_entries(spec.context.is_some());
+    mkdir(&empty_lower(spec))?;
+    let (dirs, files) = scaffold_entries(spec);
     for dir in dirs {
         mkdir(&d.scaffold.join(dir))?;
     }
     for f in files {
-        write(&d.scaffold.join(f), "")?;
+        let p = d.scaffold.join(f);
+        if let Some(parent) = p.parent() {
+            mkdir(parent)?;
+        }
+        write(&p, "")?;
     }
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let hosts = format!(

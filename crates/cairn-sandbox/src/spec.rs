@@ -30,6 +30,8 @@ pub struct StepDirs {
     pub provided: PathBuf,
     /// Where the helper writes the outcome (JSON).
     pub status: PathBuf,
+    /// Mount points of inputs that need a view of their own (overlays of layers).
+    pub staging: PathBuf,
 }
 
 impl StepDirs {
@@ -42,6 +44,7 @@ impl StepDirs {
             scaffold: dir.join("scaffold"),
             provided: dir.join("provided"),
             status: dir.join("status.json"),
+            staging: dir.join("staging"),
         }
     }
 }
@@ -59,12 +62,66 @@ pub struct ExecSpec {
     pub user: String,
 }
 
-/// A COPY from the build context, done inside the sandbox so that every path of the
-/// destination resolves inside the image root.
+/// Where an input mounted into a step comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InputSource {
+    /// A host directory or file (the build context, a cache dir, a secret file).
+    Host(PathBuf),
+    /// The merged, read-only view of a stack of snapshot dirs, topmost first (another
+    /// stage or image); an empty stack is an empty directory.
+    Layers(Vec<PathBuf>),
+    /// A fresh tmpfs.
+    Tmpfs {
+        /// `size=` in bytes, if limited.
+        size: Option<u64>,
+    },
+}
+
+/// Something mounted into a step: the context for COPY, another stage for
+/// `COPY --from`, or a `RUN --mount`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Input {
+    /// Where it comes from.
+    pub source: InputSource,
+    /// A path inside the source to mount instead of its root, resolved inside the
+    /// source (its symlinks cannot leave it).
+    pub subpath: Option<String>,
+    /// Absolute mount point inside the step (never created in the upper dir).
+    pub target: String,
+    /// Whether the target is a file (a stub file) rather than a directory.
+    pub is_file: bool,
+    /// Read-only.
+    pub readonly: bool,
+}
+
+/// A file written by the copy action itself (a heredoc source).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InlineFile {
+    /// File name.
+    pub name: String,
+    /// Content.
+    pub content: String,
+}
+
+/// One source of a copy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CopySource {
+    /// Absolute path inside the sandbox (under an [`Input`] target).
+    pub path: String,
+    /// Keep the ownership of what is copied (extracted archives) unless `--chown`.
+    pub keep_owner: bool,
+}
+
+/// A COPY, done inside the sandbox so that every path of the destination resolves
+/// inside the image root.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CopySpec {
-    /// Sources relative to the context root (already checked not to leave it).
-    pub sources: Vec<String>,
+    /// Sources, in order.
+    pub sources: Vec<CopySource>,
+    /// Absolute sandbox paths not to copy (`.dockerignore`, `--exclude`).
+    pub skip: Vec<String>,
+    /// Files given inline (heredocs).
+    pub inline: Vec<InlineFile>,
     /// Destination (absolute, inside the image). A trailing `/` means a directory.
     pub dest: String,
     /// `--chown` value; files are owned by 0:0 without it.
@@ -78,7 +135,7 @@ pub struct CopySpec {
 pub enum Action {
     /// Run a process (RUN).
     Exec(ExecSpec),
-    /// Copy from the build context (COPY).
+    /// Copy (COPY, ADD).
     Copy(CopySpec),
     /// Create a directory and its parents (WORKDIR).
     Mkdir {
@@ -98,11 +155,11 @@ pub struct StepSpec {
     pub hostname: String,
     /// Network.
     pub network: Network,
-    /// The build context, bound read-only at [`CONTEXT_MOUNT`] for COPY.
-    pub context: Option<PathBuf>,
+    /// Mounted inputs, in order.
+    pub inputs: Vec<Input>,
     /// What to do.
     pub action: Action,
 }
 
-/// Where the build context appears inside a COPY step's sandbox.
-pub const CONTEXT_MOUNT: &str = "/.cairn-context";
+/// Where inputs of built-in steps are mounted: `/.cairn-in/<n>`.
+pub const INPUT_ROOT: &str = "/.cairn-in";

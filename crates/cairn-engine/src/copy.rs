@@ -1,0 +1,389 @@
+//! COPY and ADD: resolving sources (the context with `.dockerignore` and
+//! `--exclude`, another stage or image, URLs, local archives, heredocs) into the
+//! inputs and copy plan of one sandboxed step.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use cairn_dockerfile::Heredoc;
+use cairn_sandbox::{
+    Action, CopySource, CopySpec, INPUT_ROOT, InlineFile, Input, InputSource, Network,
+};
+
+use crate::Error;
+use crate::dockerignore::DockerIgnore;
+use crate::fetch;
+use crate::stage::{Build, Site, StageState, clean_abs, context_relative, wildcard};
+
+/// ADD-only options.
+#[derive(Debug, Clone)]
+pub(crate) struct AddOptions {
+    pub checksum: Option<String>,
+}
+
+/// A COPY or ADD, expanded.
+#[derive(Debug, Clone)]
+pub(crate) struct CopyRequest {
+    pub sources: Vec<String>,
+    pub dest: String,
+    pub from: Option<String>,
+    pub chown: Option<String>,
+    pub chmod: Option<String>,
+    pub heredocs: Vec<Heredoc>,
+    pub exclude: Vec<String>,
+    pub parents: bool,
+    /// `Some` for ADD.
+    pub add: Option<AddOptions>,
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+fn has_wildcard(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Names in `dir` of the merged view of `layers` (topmost first): the union of
+/// the layers' entries, less overlay whiteouts, stopping at opaque directories.
+fn merged_names(layers: &[PathBuf], dir: &str) -> Vec<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut seen: HashMap<String, bool> = HashMap::new();
+    for l in layers {
+        let d = l.join(dir);
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let whiteout = e
+                .metadata()
+                .map(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    m.file_type().is_char_device() && m.rdev() == 0
+                })
+                .unwrap_or(false);
+            seen.entry(name).or_insert(!whiteout);
+        }
+        let opaque = ["user.overlay.opaque", "trusted.overlay.opaque"]
+            .iter()
+            .any(|k| xattr::get(&d, k).ok().flatten().as_deref() == Some(b"y"));
+        if opaque {
+            break;
+        }
+    }
+    let mut names: Vec<String> = seen
+        .into_iter()
+        .filter(|(_, v)| *v)
+        .map(|(k, _)| k)
+        .collect();
+    names.sort();
+    names
+}
+
+/// Expands a wildcard path against a directory lister, component by component.
+fn glob(rel: &str, list: &dyn Fn(&str) -> Vec<String>) -> Vec<String> {
+    let mut found = vec![String::new()];
+    for part in rel.split('/') {
+        let mut next = Vec::new();
+        for base in &found {
+            let names = if has_wildcard(part) {
+                list(if base.is_empty() { "." } else { base })
+                    .into_iter()
+                    .filter(|n| wildcard(part, n))
+                    .collect()
+            } else {
+                vec![part.to_string()]
+            };
+            for n in names {
+                next.push(if base.is_empty() {
+                    n
+                } else {
+                    format!("{base}/{n}")
+                });
+            }
+        }
+        found = next;
+    }
+    found
+}
+
+impl Build<'_> {
+    /// Runs a COPY or ADD as one sandboxed step.
+    pub(crate) async fn copy(
+        &self,
+        st: &mut StageState,
+        site: &Site,
+        req: CopyRequest,
+        done: &HashMap<usize, StageState>,
+    ) -> Result<(), Error> {
+        let kw = if req.add.is_some() { "ADD" } else { "COPY" };
+        if req.parents {
+            return Err(self.err_at(site.line, format!("{kw} --parents is not supported yet")));
+        }
+        let chmod = match &req.chmod {
+            Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| {
+                self.err_at(
+                    site.line,
+                    format!("invalid --chmod value `{m}` (octal expected)"),
+                )
+            })?),
+            None => None,
+        };
+        let mut dest = clean_abs(&Self::workdir(st), &req.dest);
+        if req.dest.ends_with('/') && dest != "/" {
+            dest.push('/');
+        }
+        let inline: Vec<InlineFile> = req
+            .heredocs
+            .iter()
+            .map(|h| InlineFile {
+                name: h.name.clone(),
+                content: h.chomped(),
+            })
+            .collect();
+        let mut inputs: Vec<Input> = Vec::new();
+        let mut sources: Vec<CopySource> = Vec::new();
+        let mut skip: Vec<String> = Vec::new();
+        let root = format!("{INPUT_ROOT}/0");
+        let mut extra = 0;
+        let mut next_target = || {
+            extra += 1;
+            format!("{INPUT_ROOT}/{extra}")
+        };
+        if let Some(from) = &req.from {
+            let layers = self.from_layers(site.stage, from, done, site.line).await?;
+            for src in &req.sources {
+                let rel = context_relative(src).expect("absolute paths stay inside `/`");
+                let rels = if has_wildcard(&rel) {
+                    glob(&rel, &|d| merged_names(&layers, d))
+                } else {
+                    vec![rel]
+                };
+                if rels.is_empty() {
+                    return Err(self.err_at(
+                        site.line,
+                        format!("{kw} source `{src}` matches nothing in `{from}`"),
+                    ));
+                }
+                sources.extend(rels.into_iter().map(|r| CopySource {
+                    path: format!("{root}/{r}"),
+                    keep_owner: false,
+                }));
+            }
+            inputs.push(Input {
+                source: InputSource::Layers(layers),
+                subpath: None,
+                target: root.clone(),
+                is_file: false,
+                readonly: true,
+            });
+        } else {
+            let mut context_used = false;
+            let checksum = req.add.as_ref().and_then(|a| a.checksum.clone());
+            for src in &req.sources {
+                if req.add.is_some() && is_url(src) {
+                    let name = fetch::url_file_name(src).ok_or_else(|| {
+                        self.err_at(site.line, format!("ADD {src}: the URL names no file"))
+                    })?;
+                    let dir = self.scratch_dir("download")?;
+                    let file = dir.join(&name);
+                    fetch::download(&self.http, src, checksum.as_deref(), &file)
+                        .await
+                        .map_err(|e| self.err_at(site.line, e.to_string()))?;
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                        .map_err(|e| Error::io("chmod", &file, e))?;
+                    let target = next_target();
+                    sources.push(CopySource {
+                        path: format!("{target}/{name}"),
+                        keep_owner: false,
+                    });
+                    inputs.push(Input {
+                        source: InputSource::Host(dir),
+                        subpath: None,
+                        target,
+                        is_file: false,
+                        readonly: true,
+                    });
+                    continue;
+                }
+                if checksum.is_some() {
+                    return Err(
+                        self.err_at(site.line, "ADD --checksum applies to URL sources only")
+                    );
+                }
+                if is_url(src) {
+                    return Err(
+                        self.err_at(site.line, format!("COPY cannot fetch `{src}`: use ADD"))
+                    );
+                }
+                for rel in self.context_sources(site, kw, src)? {
+                    let host = self.context.join(&rel);
+                    let archive = match req.add {
+                        Some(_) if host.is_file() => fetch::sniff_archive(&host),
+                        _ => None,
+                    };
+                    if let Some(kind) = archive {
+                        let dir = self.scratch_dir("extract")?;
+                        let out = tokio::task::block_in_place(|| {
+                            fetch::extract(&host, kind, &dir.join("root"))
+                        })
+                        .map_err(|e| self.err_at(site.line, e.to_string()))?;
+                        let target = next_target();
+                        sources.push(CopySource {
+                            path: target.clone(),
+                            keep_owner: true,
+                        });
+                        inputs.push(Input {
+                            source: InputSource::Host(out),
+                            subpath: None,
+                            target,
+                            is_file: false,
+                            readonly: true,
+                        });
+                    } else {
+                        context_used = true;
+                        skip.extend(self.skip_list(&rel, &req.exclude, &root));
+                        sources.push(CopySource {
+                            path: if rel == "." {
+                                root.clone()
+                            } else {
+                                format!("{root}/{rel}")
+                            },
+                            keep_owner: false,
+                        });
+                    }
+                }
+            }
+            if context_used {
+                inputs.push(Input {
+                    source: InputSource::Host(self.context.clone()),
+                    subpath: None,
+                    target: root.clone(),
+                    is_file: false,
+                    readonly: true,
+                });
+            }
+        }
+        let mut shown: Vec<String> = req.sources.clone();
+        shown.extend(req.heredocs.iter().map(|h| format!("<<{}", h.name)));
+        let from = req
+            .from
+            .as_ref()
+            .map(|f| format!("--from={f} "))
+            .unwrap_or_default();
+        let h = self.history(format!(
+            "{kw} {from}{} {} # buildkit",
+            shown.join(" "),
+            req.dest
+        ));
+        let spec = CopySpec {
+            sources,
+            skip,
+            inline,
+            dest,
+            chown: req.chown.clone(),
+            chmod,
+        };
+        self.step(st, site, Action::Copy(spec), Network::None, inputs, h)
+            .await
+    }
+
+    /// Resolves one context source (wildcards allowed) to paths relative to the
+    /// context root; sources excluded by `.dockerignore` do not exist.
+    fn context_sources(&self, site: &Site, kw: &str, src: &str) -> Result<Vec<String>, Error> {
+        let rel = context_relative(src).ok_or_else(|| {
+            self.err_at(
+                site.line,
+                format!("{kw} source `{src}` is outside the build context"),
+            )
+        })?;
+        let visible = |r: &str| r == "." || !self.ignore.ignores(r);
+        if !has_wildcard(&rel) {
+            if std::fs::symlink_metadata(self.context.join(&rel)).is_err() || !visible(&rel) {
+                return Err(self.err_at(
+                    site.line,
+                    format!("{kw} source `{src}` not found in the build context"),
+                ));
+            }
+            return Ok(vec![rel]);
+        }
+        let list = |d: &str| -> Vec<String> {
+            std::fs::read_dir(self.context.join(d))
+                .map(|rd| {
+                    rd.flatten()
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut found: Vec<String> = glob(&rel, &list)
+            .into_iter()
+            .filter(|r| std::fs::symlink_metadata(self.context.join(r)).is_ok() && visible(r))
+            .collect();
+        found.sort();
+        if found.is_empty() {
+            return Err(self.err_at(
+                site.line,
+                format!("{kw} source `{src}` matches no file in the build context"),
+            ));
+        }
+        Ok(found)
+    }
+
+    /// Sandbox paths under the context source `rel` that `.dockerignore` or
+    /// `--exclude` (relative to the source) leave out.
+    fn skip_list(&self, rel: &str, exclude: &[String], root: &str) -> Vec<String> {
+        let ex = DockerIgnore::parse(&exclude.join("\n"));
+        if self.ignore.is_empty() && ex.is_empty() {
+            return vec![];
+        }
+        let reincludes = self.ignore.has_exclusions() || ex.has_exclusions();
+        let base = self.context.join(rel);
+        let mut out = Vec::new();
+        let mut it = walkdir::WalkDir::new(&base).min_depth(1).into_iter();
+        while let Some(Ok(e)) = it.next() {
+            let Ok(inner) = e.path().strip_prefix(&base) else {
+                continue;
+            };
+            let inner = inner.to_string_lossy().to_string();
+            let in_ctx = if rel == "." {
+                inner.clone()
+            } else {
+                format!("{rel}/{inner}")
+            };
+            if self.ignore.ignores(&in_ctx) || ex.ignores(&inner) {
+                let is_dir = e.file_type().is_dir();
+                if is_dir && reincludes {
+                    continue;
+                }
+                out.push(format!("{root}/{in_ctx}"));
+                if is_dir {
+                    it.skip_current_dir();
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globbing_component_by_component() {
+        let list = |d: &str| -> Vec<String> {
+            match d {
+                "." => vec!["a".into(), "b.txt".into(), "c.txt".into()],
+                "a" => vec!["x.txt".into(), "y.md".into()],
+                _ => vec![],
+            }
+        };
+        assert_eq!(glob("*.txt", &list), ["b.txt", "c.txt"]);
+        assert_eq!(glob("a/*.txt", &list), ["a/x.txt"]);
+        assert_eq!(glob("?/*", &list), ["a/x.txt", "a/y.md"]);
+        assert!(glob("z*", &list).is_empty());
+    }
+}
