@@ -139,4 +139,6 @@ pub fn parse(file_name: &str, text: &str) -> Result<Dockerfile, Error> {
 }
 
 #[cfg(test)]
+mod reference_tests;
+#[cfg(test)]
 mod tests;

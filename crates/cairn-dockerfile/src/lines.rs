@@ -116,12 +116,16 @@ impl<'a> LineReader<'a> {
     }
 
     /// Strips a trailing continuation (escape token plus optional blanks).
-    /// Returns the line without it and whether the line continues.
+    /// Returns the line without it and whether the line continues. As in
+    /// BuildKit (since moby/buildkit#1559), an escape token preceded by
+    /// another one is an escaped literal, not a continuation (`c:\\`);
+    /// like BuildKit's regular expression, this does not count further
+    /// back (`a\\\` does not continue either).
     fn continuation<'l>(&self, line: &'l str) -> (&'l str, bool) {
         let trimmed = line.trim_end_matches([' ', '\t']);
         match trimmed.strip_suffix(self.escape) {
-            Some(rest) => (rest, true),
-            None => (line, false),
+            Some(rest) if !rest.ends_with(self.escape) => (rest, true),
+            _ => (line, false),
         }
     }
 
