@@ -142,9 +142,33 @@ pub(crate) fn repo_scope(repo: &str, actions: &str) -> String {
     format!("repository:{repo}:{actions}")
 }
 
+/// Whether `scope` (`type:name:actions`) asks for nothing beyond `held`'s scopes
+/// (registries build the action list from a map, so `push,pull` = `pull,push`).
+pub(crate) fn scope_covered(held: &[String], scope: &str) -> bool {
+    let Some((head, actions)) = scope.rsplit_once(':') else {
+        return held.iter().any(|h| h == scope);
+    };
+    actions.split(',').all(|a| {
+        held.iter().any(|h| {
+            h.rsplit_once(':')
+                .is_some_and(|(hh, ha)| hh == head && ha.split(',').any(|x| x == a || x == "*"))
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scope_coverage() {
+        let held = [repo_scope("a/b", "pull,push"), repo_scope("c", "pull")];
+        assert!(scope_covered(&held, "repository:a/b:push,pull"));
+        assert!(scope_covered(&held, "repository:c:pull"));
+        assert!(!scope_covered(&held, "repository:c:push"));
+        assert!(!scope_covered(&held, "repository:d:pull"));
+        assert!(!scope_covered(&held, "registry:catalog:*"));
+    }
 
     #[test]
     fn bearer_challenge_with_commas_in_quotes() {

@@ -937,10 +937,12 @@ impl Client {
                     service: challenge.params.get("service").cloned(),
                 };
                 let mut wanted = scopes.to_vec();
-                if let Some(s) = challenge.params.get("scope")
-                    && !wanted.contains(s)
-                {
-                    wanted.push(s.clone());
+                if let Some(extra) = challenge.params.get("scope") {
+                    for s in extra.split(' ').filter(|s| !s.is_empty()) {
+                        if !auth::scope_covered(&wanted, s) {
+                            wanted.push(s.to_owned());
+                        }
+                    }
                 }
                 self.with_auth(&key, |s| {
                     s.bearer = Some(realm.clone());

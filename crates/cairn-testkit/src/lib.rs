@@ -7,10 +7,18 @@
 //! Modules are independent; add new ones (`pub mod seed;`, …) next to
 //! `registry` and re-export their main types below.
 
+pub mod proxy;
 pub mod registry;
 pub mod seed;
+pub mod tls;
+pub mod token;
 
-pub use registry::{Error as RegistryError, TEST_PASSWORD, TEST_USER, TestRegistry};
+pub use proxy::{Fault, FaultProxy, ProxiedRequest, Rule};
+pub use registry::{
+    Error as RegistryError, RegistryOptions, TEST_PASSWORD, TEST_USER, TestRegistry,
+};
 pub use seed::{
     SeedError, SeededImage, busybox_rootfs, debootstrap_rootfs, push_rootfs_image, seed_busybox,
 };
+pub use tls::TestCa;
+pub use token::{Grant, TokenIssuer, TokenRequest, TokenUser};

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::tls::TestCa;
+use crate::token::{TOKEN_ISSUER, TOKEN_SERVICE, TokenIssuer, TokenUser};
+
 /// Name of the registry binary looked up on `PATH`.
 pub const REGISTRY_BINARY: &str = "docker-registry";
 
@@ -58,9 +61,46 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { what, source }
 }
 
+/// How [`TestRegistry::start_with`] configures the registry.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct RegistryOptions {
+    /// htpasswd basic auth with [`TEST_USER`] / [`TEST_PASSWORD`].
+    pub basic_auth: bool,
+    /// Serve HTTPS with a certificate from a fresh [`TestCa`] (see [`TestRegistry::ca_pem`]).
+    pub tls: bool,
+    /// `auth: token` with a [`TokenIssuer`] for these users (see [`TestRegistry::token_issuer`]).
+    pub token_users: Option<Vec<TokenUser>>,
+}
+
+impl RegistryOptions {
+    /// Plain registry, no auth, no TLS.
+    pub fn new() -> RegistryOptions {
+        RegistryOptions::default()
+    }
+    /// With htpasswd basic auth.
+    pub fn basic_auth(mut self) -> RegistryOptions {
+        self.basic_auth = true;
+        self
+    }
+    /// With TLS.
+    pub fn tls(mut self) -> RegistryOptions {
+        self.tls = true;
+        self
+    }
+    /// With token auth for `users`.
+    pub fn token_auth(mut self, users: Vec<TokenUser>) -> RegistryOptions {
+        self.token_users = Some(users);
+        self
+    }
+}
+
 /// A running `docker-registry` process; killed (and its temp dir removed) on drop.
 pub struct TestRegistry {
     basic_auth: bool,
+    tls: bool,
+    ca_pem: Option<String>,
+    token: Option<TokenIssuer>,
     child: Option<Child>,
     addr: SocketAddr,
     storage: PathBuf,
@@ -74,6 +114,8 @@ impl fmt::Debug for TestRegistry {
         f.debug_struct("TestRegistry")
             .field("addr", &self.addr)
             .field("basic_auth", &self.basic_auth)
+            .field("tls", &self.tls)
+            .field("token", &self.token)
             .field("pid", &self.child.as_ref().map(Child::id))
             .field("storage", &self.storage)
             .field("log", &self.log_path)
@@ -87,17 +129,19 @@ impl TestRegistry {
     /// Retries a few times with a new port if the registry fails to come up
     /// (for example because another process grabbed the port meanwhile).
     pub fn start() -> Result<TestRegistry, Error> {
-        Self::start_inner(false)
+        Self::start_with(RegistryOptions::new())
     }
 
     /// Like [`TestRegistry::start`], but the registry demands HTTP basic auth
     /// (htpasswd) with [`TEST_USER`] / [`TEST_PASSWORD`] on every request.
     pub fn start_with_basic_auth() -> Result<TestRegistry, Error> {
-        Self::start_inner(true)
+        Self::start_with(RegistryOptions::new().basic_auth())
     }
 
-    fn start_inner(basic_auth: bool) -> Result<TestRegistry, Error> {
+    /// Starts a registry configured by `opts` on a free `127.0.0.1` port.
+    pub fn start_with(opts: RegistryOptions) -> Result<TestRegistry, Error> {
         find_binary()?;
+        let mut opts = opts;
         let mut last_err = None;
         for _ in 0..4 {
             let tempdir = make_tempdir()?;
@@ -105,7 +149,7 @@ impl TestRegistry {
             std::fs::create_dir(&storage).map_err(io_err("creating registry storage dir"))?;
             let port = free_port()?;
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            match Self::spawn(addr, storage, tempdir, basic_auth) {
+            match Self::spawn(addr, storage, tempdir, &mut opts) {
                 Ok(r) => return Ok(r),
                 Err(e @ Error::NotReady { .. }) => last_err = Some(e),
                 Err(e) => return Err(e),
@@ -123,26 +167,61 @@ impl TestRegistry {
             storage.display()
         )))?;
         let storage = std::path::absolute(storage).map_err(io_err("resolving storage dir"))?;
-        Self::spawn(addr, storage, make_tempdir()?, false)
+        Self::spawn(addr, storage, make_tempdir()?, &mut RegistryOptions::new())
     }
 
     fn spawn(
         addr: SocketAddr,
         storage: PathBuf,
         tempdir: tempfile::TempDir,
-        basic_auth: bool,
+        opts: &mut RegistryOptions,
     ) -> Result<TestRegistry, Error> {
         let config_path = tempdir.path().join("config.yml");
         let log_path = tempdir.path().join("registry.log");
         let mut config = config_yaml(addr, &storage);
-        if basic_auth {
-            let htpasswd = tempdir.path().join("htpasswd");
-            std::fs::write(&htpasswd, format!("{TEST_USER}:{TEST_PASSWORD_BCRYPT}\n"))
-                .map_err(io_err("writing htpasswd"))?;
+        let write = |name: &str, text: &str| -> Result<String, Error> {
+            let p = tempdir.path().join(name);
+            std::fs::write(&p, text).map_err(io_err(format!("writing {name}")))?;
+            Ok(format!("{:?}", p.display().to_string()))
+        };
+        let mut ca_pem = None;
+        if opts.tls {
+            let ca = TestCa::new().map_err(|e| Error::Io {
+                what: "generating TLS certificates".into(),
+                source: std::io::Error::other(e),
+            })?;
+            let server = ca.server_cert().map_err(|e| Error::Io {
+                what: "generating TLS certificates".into(),
+                source: std::io::Error::other(e),
+            })?;
+            let cert = write("server.crt", &server.cert_pem)?;
+            let key = write("server.key", &server.key_pem)?;
+            // continues the `http:` section config_yaml ends with
             config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: cairn-test\n    path: {:?}\n",
-                htpasswd.display().to_string()
+                "  tls:\n    certificate: {cert}\n    key: {key}\n"
             ));
+            ca_pem = Some(ca.cert_pem().to_owned());
+        }
+        if opts.basic_auth {
+            let htpasswd = write("htpasswd", &format!("{TEST_USER}:{TEST_PASSWORD_BCRYPT}\n"))?;
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: cairn-test\n    path: {htpasswd}\n"
+            ));
+        }
+        let mut token = None;
+        if let Some(users) = opts.token_users.take() {
+            let issuer = TokenIssuer::start(users.clone()).map_err(|e| Error::Io {
+                what: "starting the token issuer".into(),
+                source: std::io::Error::other(e),
+            })?;
+            let bundle = write("token-root.pem", issuer.cert_pem())?;
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {:?}\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {bundle}\n",
+                issuer.realm()
+            ));
+            // kept for a retry on another port
+            opts.token_users = Some(users);
+            token = Some(issuer);
         }
         std::fs::write(&config_path, config).map_err(io_err("writing registry config.yml"))?;
         let log = File::create(&log_path).map_err(io_err("creating registry log file"))?;
@@ -167,7 +246,10 @@ impl TestRegistry {
                 }
             })?;
         let mut reg = TestRegistry {
-            basic_auth,
+            basic_auth: opts.basic_auth || token.is_some(),
+            tls: opts.tls,
+            ca_pem,
+            token,
             child: Some(child),
             addr,
             storage,
@@ -188,8 +270,10 @@ impl TestRegistry {
             }
             let last = match http_get_status(self.addr, "/v2/") {
                 Ok(200) => return Ok(()),
-                // with htpasswd auth an anonymous /v2/ is refused once the server is up
+                // with auth an anonymous /v2/ is refused once the server is up
                 Ok(401) if self.basic_auth => return Ok(()),
+                // Go's TLS server answers a plain HTTP request with 400
+                Ok(400) if self.tls => return Ok(()),
                 Ok(code) => format!("GET /v2/ answered {code}"),
                 Err(e) => format!("GET /v2/ failed: {e}"),
             };
@@ -214,6 +298,22 @@ impl TestRegistry {
     /// `"127.0.0.1:PORT"`: the registry's `host:port`, usable in image references.
     pub fn addr(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// `https://…` base URL when serving TLS, else `http://…`.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// PEM of the CA that signed the registry's certificate (TLS registries only).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// The token issuer (token-auth registries only).
+    pub fn token_issuer(&self) -> Option<&TokenIssuer> {
+        self.token.as_ref()
     }
 
     /// The socket address the registry listens on.
