@@ -189,6 +189,8 @@ impl Error {
                     || source.is_timeout()
                     || source.is_request()
                     || source.is_body()
+                    // a body cut short surfaces as a decode error wrapping a body error
+                    || source.is_decode()
             }
             _ => false,
         }
