@@ -21,18 +21,23 @@ pub fn sha256_digest_from_hex(hex: &str) -> Digest {
     Digest::try_from(format!("sha256:{hex}")).expect("sha256 hex output is a valid digest")
 }
 
-/// Serialize `v` as canonical JSON (OLPC canonical form: sorted keys, no
-/// insignificant whitespace). Hash these bytes, never `serde_json::to_vec`
-/// output of `HashMap`-backed types.
+/// Serialize `v` as canonical JSON: object keys sorted (also of `HashMap`-backed
+/// types), no insignificant whitespace, standard JSON string escapes. Hash these
+/// bytes, never `serde_json::to_vec` output of `HashMap`-backed types.
+///
+/// Not the OLPC canonical form: OLPC leaves control characters raw inside
+/// strings, which no strict JSON parser (Go's, so skopeo's and the registries')
+/// accepts — a heredoc's newline in an image's history made the config unreadable.
+/// Keys are sorted by going through `serde_json::Value`, whose map is a
+/// `BTreeMap` as long as serde_json's `preserve_order` feature is off (it is off in
+/// this workspace; the test below fails if that changes).
 pub fn canonical_json<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, Error> {
-    let mut buf = Vec::new();
-    let mut ser =
-        serde_json::Serializer::with_formatter(&mut buf, olpc_cjson::CanonicalFormatter::new());
-    v.serialize(&mut ser).map_err(|source| Error::Json {
+    let json = |source| Error::Json {
         what: "canonical serialization".into(),
         source,
-    })?;
-    Ok(buf)
+    };
+    let value = serde_json::to_value(v).map_err(json)?;
+    serde_json::to_vec(&value).map_err(json)
 }
 
 /// A [`Write`] adapter that computes the SHA-256 and byte count of everything
@@ -88,6 +93,26 @@ impl<W: Write> Write for HashingWriter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod canonical_tests {
+    use super::*;
+
+    #[test]
+    fn sorted_compact_and_escaped() {
+        let mut m = std::collections::HashMap::new();
+        m.insert("zeta", "line 1\nline 2\t\u{1}");
+        m.insert("alpha", "\"quoted\" \\ é");
+        let out = canonical_json(&m).unwrap();
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            r#"{"alpha":"\"quoted\" \\ é","zeta":"line 1\nline 2\t\u0001"}"#
+        );
+        // A strict parser reads it back.
+        let back: std::collections::BTreeMap<String, String> = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back["zeta"], "line 1\nline 2\t\u{1}");
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod build;
 mod debian;
+mod frontend_build;
 mod isolation;
 mod rootless;
 mod sandbox;
