@@ -14,6 +14,20 @@ use crate::stage::{
 };
 use crate::time::rfc3339;
 
+/// Docker's predefined proxy build arguments.
+const PROXY_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
 fn pairs_text(pairs: &[(String, String)]) -> String {
     pairs
         .iter()
@@ -255,6 +269,15 @@ impl Build<'_> {
                 let mut env = st.config.config.env.clone();
                 for (k, v) in vars.args.iter() {
                     if env_get(&env, k).is_none() {
+                        env.push(format!("{k}={v}"));
+                    }
+                }
+                // Docker's predefined proxy ARGs: usable without an ARG line, passed
+                // to RUN, and (like all ARGs) never written into the image.
+                for k in PROXY_ARGS {
+                    if let Some(v) = self.opts.build_args.get(*k)
+                        && env_get(&env, k).is_none()
+                    {
                         env.push(format!("{k}={v}"));
                     }
                 }

@@ -25,6 +25,22 @@ pub fn tar_listing(layout: &Path) -> String {
     all
 }
 
+/// The image config of the single image in an OCI layout, as text.
+fn image_config(layout: &Path) -> String {
+    let index: serde_json::Value = serde_json::from_str(&read(&layout.join("index.json"))).unwrap();
+    let blob = |d: &serde_json::Value| {
+        let d = d
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+            .to_string();
+        read(&layout.join("blobs/sha256").join(d))
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_str(&blob(&index["manifests"][0]["digest"])).unwrap();
+    blob(&manifest["config"]["digest"])
+}
+
 pub fn owner_of(listing: &str, path: &str) -> String {
     listing
         .lines()
@@ -68,6 +84,7 @@ fn check_isolation(as_user: bool) {
     } else {
         run(build_cmd(&env, "isolation", &env.path("state"))
             .args(&args)
+            .args(["--build-arg", "HTTP_PROXY=http://proxy.invalid:3128"])
             .env("CAIRN_TEST_SECRET", "hunter2")
             .env("REGISTRY_AUTH_FILE", "/nonexistent/auth.json"))
     };
@@ -123,6 +140,16 @@ fn check_isolation(as_user: bool) {
         );
     }
     assert!(step_env.contains("HOME=/root\n"), "{step_env}");
+    if !as_user {
+        // A predefined proxy ARG reaches RUN without an ARG line …
+        assert!(
+            step_env.contains("HTTP_PROXY=http://proxy.invalid:3128\n"),
+            "{step_env}"
+        );
+        // … and is not written into the image.
+        let config = image_config(&oci);
+        assert!(!config.contains("proxy.invalid"), "{config}");
+    }
 
     // --network=none: loopback only, and up.
     let netdev = read(&root.join("netdev"));
