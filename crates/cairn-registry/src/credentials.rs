@@ -388,6 +388,22 @@ impl AuthEntry {
     }
 }
 
+/// [`crate::fuzzing::parse_auth_file`]: parse, then turn every entry into a credential.
+pub(crate) fn parse_for_fuzzing(bytes: &[u8]) -> Vec<String> {
+    match parse_config(bytes) {
+        Err(e) => vec![e],
+        Ok(f) => {
+            for k in f.auths.keys().chain(f.cred_helpers.keys()) {
+                let _ = same_registry(&normalize_key(k), "docker.io");
+            }
+            f.auths
+                .values()
+                .filter_map(|e| e.credential().err())
+                .collect()
+        }
+    }
+}
+
 /// Parses a config.json/auth.json; errors carry only a position, never file content.
 fn parse_config(text: &[u8]) -> Result<ConfigFile, String> {
     if text.iter().all(u8::is_ascii_whitespace) {

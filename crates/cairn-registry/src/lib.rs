@@ -83,3 +83,48 @@ pub mod media_types {
         DOCKER_MANIFEST_LIST,
     ];
 }
+
+/// Entry points for the fuzz targets in `fuzz/` (not a stable API).
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::auth;
+
+    /// `WWW-Authenticate` → (scheme, params), as the client parses it.
+    pub fn parse_www_authenticate(header: &str) -> Option<(String, Vec<(String, String)>)> {
+        auth::parse_challenge(header).map(|c| {
+            let mut params: Vec<_> = c.params.into_iter().collect();
+            params.sort();
+            (c.scheme, params)
+        })
+    }
+
+    /// `/v2/<name>/…` → `<name>` (used to name the repository in denials).
+    pub fn repository_of_path(path: &str) -> Option<String> {
+        crate::client::repository_of_path(path)
+    }
+
+    /// Whether `scope` is covered by `held` (challenge scope de-duplication).
+    pub fn scope_covered(held: &[String], scope: &str) -> bool {
+        auth::scope_covered(held, scope)
+    }
+
+    /// Everything the client parses out of a manifest/index/config/error/token body.
+    /// Returns the sniffed media type.
+    pub fn parse_bodies(content_type: Option<String>, bytes: &[u8]) -> Option<String> {
+        let _ = crate::client::referenced_digests(bytes);
+        let _ = crate::error::parse_error_body(bytes);
+        let _ = serde_json::from_slice::<auth::TokenResponse>(bytes)
+            .ok()
+            .and_then(auth::TokenResponse::into_cached);
+        let _ = serde_json::from_slice::<oci_spec::image::ImageManifest>(bytes);
+        let _ = serde_json::from_slice::<oci_spec::image::ImageIndex>(bytes);
+        let _ = serde_json::from_slice::<oci_spec::image::ImageConfiguration>(bytes);
+        crate::client::manifest_media_type(content_type, bytes)
+    }
+
+    /// Parses a docker `config.json` / podman `auth.json` and every `auths`
+    /// entry; returns the error messages (which must never quote the input).
+    pub fn parse_auth_file(bytes: &[u8]) -> Vec<String> {
+        crate::credentials::parse_for_fuzzing(bytes)
+    }
+}
