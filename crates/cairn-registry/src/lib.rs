@@ -22,18 +22,33 @@
 //! # Behaviour
 //!
 //! * Loopback registries (`localhost`, `127.0.0.0/8`, `[::1]`) are spoken to
-//!   over plain HTTP, as Docker does; others over HTTPS unless listed in
-//!   [`ClientOptions::insecure_registries`].
+//!   over plain HTTP, as Docker does, unless listed in
+//!   [`ClientOptions::tls_registries`]; others over HTTPS unless listed in
+//!   [`ClientOptions::insecure_registries`]. HTTPS trusts the system roots
+//!   plus [`ClientOptions::extra_ca_pem`].
 //! * Auth: anonymous first; on `401` with a `Bearer` challenge a token is
-//!   requested from the realm (with basic credentials when configured) for
-//!   all scopes the operation needs; on a `Basic` challenge the configured
-//!   credentials are sent. Credentials never appear in `Debug`, `Display` or
-//!   errors.
-//! * Idempotent requests (GET/HEAD) are retried up to 3 times with backoff on
-//!   5xx, 429 and connection errors. Uploads are not retried.
+//!   requested from the realm for all scopes the operation needs (one token
+//!   for both repositories of a cross-repository mount), with basic
+//!   credentials, an identity token (OAuth2 refresh-token grant) or none; a
+//!   registry token is sent as is; on a `Basic` challenge basic credentials
+//!   are sent. Tokens are cached per registry, operation and scope set.
+//! * Credentials come from a [`CredentialSource`] per operation:
+//!   [`ClientOptions::pull_credentials`] for GET/HEAD and
+//!   [`ClientOptions::push_credentials`] for POST/PUT/PATCH/DELETE (see
+//!   [`credentials`](crate::CredentialSource) for docker `config.json`,
+//!   podman `auth.json` and `docker-credential-*` helpers). Credentials never
+//!   appear in `Debug`, `Display` or errors; refusals are [`Error::Denied`],
+//!   naming registry, repository, action and which credentials were used.
+//! * Retries with exponential backoff and jitter: GET/HEAD on 5xx, 429 and
+//!   connection errors; every method on 429 (honouring `Retry-After`, at
+//!   most 10 s); blob uploads restart in a new session, manifest PUTs and
+//!   mounts are repeated (both idempotent). At most 3 attempts.
 //! * Blobs are streamed both ways and never held in memory; downloads are
-//!   sha256-verified while written to a temp file beside the destination and
-//!   renamed into place only once verified.
+//!   sha256-verified while written to a temp file beside the destination,
+//!   resumed with `Range` after a dropped connection, and renamed into place
+//!   only once verified. [`Client::push_image`] uploads blobs (bounded
+//!   parallelism) and PUTs the manifest only when every blob it references
+//!   is in the repository.
 //!
 //! # Example
 //!
