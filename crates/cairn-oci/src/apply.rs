@@ -13,6 +13,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use rustix::fs::{
     AtFlags, CWD, Dir, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags,
@@ -74,15 +75,128 @@ pub fn open_layer_reader(file: File) -> Result<Box<dyn Read>, Error> {
         }
     }
     file.seek(SeekFrom::Start(0)).ctx("seek layer", "<layer>")?;
-    let reader = BufReader::with_capacity(128 * 1024, file);
+    let reader = BufReader::with_capacity(256 * 1024, file);
     if n >= 2 && magic[..2] == [0x1f, 0x8b] {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(reader)))
+        threaded(flate2::read::MultiGzDecoder::new(reader))
     } else if n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
         let dec = zstd::stream::read::Decoder::with_buffer(reader)
             .ctx("start zstd decoder", "<layer>")?;
-        Ok(Box::new(dec))
+        threaded(dec)
     } else {
         Ok(Box::new(reader))
+    }
+}
+
+/// Size of the decompressed buffers handed from the decompressing thread.
+const INFLATE_CHUNK: usize = 256 * 1024;
+/// Buffers in flight between the decompressing thread and the reader.
+const INFLATE_IN_FLIGHT: usize = 8;
+
+/// Run `dec` on its own thread, so decompression overlaps with whatever
+/// consumes the returned reader (tar parsing and file writes in
+/// [`apply_layer`]). At most [`INFLATE_IN_FLIGHT`] buffers are queued; when
+/// the reader is dropped the thread stops at its next send.
+fn threaded(mut dec: impl Read + Send + 'static) -> Result<Box<dyn Read>, Error> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(INFLATE_IN_FLIGHT);
+    let (ret_tx, ret_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(INFLATE_IN_FLIGHT + 2);
+    std::thread::Builder::new()
+        .name("cairn-inflate".into())
+        .spawn(move || {
+            loop {
+                let mut buf = ret_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(INFLATE_CHUNK));
+                buf.resize(INFLATE_CHUNK, 0);
+                let mut filled = 0;
+                let res = loop {
+                    match dec.read(&mut buf[filled..]) {
+                        Ok(0) => break Ok(true),
+                        Ok(k) => {
+                            filled += k;
+                            if filled == buf.len() {
+                                break Ok(false);
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                buf.truncate(filled);
+                if filled > 0 && tx.send(Ok(buf)).is_err() {
+                    return;
+                }
+                match res {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        // An empty buffer marks the clean end of the stream.
+                        let _ = tx.send(Ok(Vec::new()));
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        })
+        .ctx("spawn decompression thread", "<layer>")?;
+    Ok(Box::new(ChannelReader {
+        rx,
+        recycle: ret_tx,
+        cur: Vec::new(),
+        pos: 0,
+        done: false,
+        failed: None,
+    }))
+}
+
+/// The consuming end of [`threaded`].
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+    /// The end marker was seen.
+    done: bool,
+    /// A decompression error, repeated on every later read.
+    failed: Option<(io::ErrorKind, String)>,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        while self.pos == self.cur.len() {
+            if let Some((kind, msg)) = &self.failed {
+                return Err(io::Error::new(*kind, msg.clone()));
+            }
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(buf)) if buf.is_empty() => self.done = true,
+                Ok(Ok(buf)) => {
+                    let old = std::mem::replace(&mut self.cur, buf);
+                    self.pos = 0;
+                    let _ = self.recycle.try_send(old);
+                }
+                Ok(Err(e)) => {
+                    self.failed = Some((e.kind(), e.to_string()));
+                    return Err(e);
+                }
+                // Closed without the end marker: the thread died.
+                Err(_) => {
+                    let e = io::Error::other("decompression thread stopped");
+                    self.failed = Some((e.kind(), e.to_string()));
+                    return Err(e);
+                }
+            }
+        }
+        let n = out.len().min(self.cur.len() - self.pos);
+        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
@@ -143,6 +257,21 @@ struct Applier<'a> {
     layer_paths: HashSet<Vec<u8>>,
     /// Directories whose mtime is fixed after the whole layer.
     dir_times: Vec<(Vec<OsString>, u64)>,
+    /// The parent directory of the previous entry, reused while consecutive
+    /// entries are created in the same directory (see [`Applier::parent_dir`]).
+    parent_cache: Option<ParentDir>,
+    /// Copy buffer for file contents.
+    buf: Vec<u8>,
+    /// Owner a new file gets without chown (fsuid, fsgid).
+    own_ids: (u64, u64),
+}
+
+/// An open directory beneath the root, keyed by its entry-path components.
+struct ParentDir {
+    comps: Vec<OsString>,
+    fd: Rc<OwnedFd>,
+    /// The gid new files inherit (setgid directory), if any.
+    inherited_gid: Option<u64>,
 }
 
 /// Apply one layer (an uncompressed tar stream) onto `root`.
@@ -158,14 +287,7 @@ struct Applier<'a> {
 pub fn apply_layer(tar: impl Read, root: &Path, opts: &ApplyOptions) -> Result<ApplyStats, Error> {
     let root_fd =
         rustix::fs::openat(CWD, root, dir_oflags(), Mode::empty()).ctx("open root", root)?;
-    let mut a = Applier {
-        root: root_fd,
-        root_path: root,
-        opts,
-        stats: ApplyStats::default(),
-        layer_paths: HashSet::new(),
-        dir_times: Vec::new(),
-    };
+    let mut a = Applier::new(root_fd, root, opts);
     let mut archive = tar::Archive::new(tar);
     let entries = archive.entries().ctx("read layer", root)?;
     for entry in entries {
@@ -176,7 +298,50 @@ pub fn apply_layer(tar: impl Read, root: &Path, opts: &ApplyOptions) -> Result<A
     Ok(a.stats)
 }
 
-impl Applier<'_> {
+impl<'a> Applier<'a> {
+    fn new(root: OwnedFd, root_path: &'a Path, opts: &'a ApplyOptions) -> Self {
+        Applier {
+            root,
+            root_path,
+            opts,
+            stats: ApplyStats::default(),
+            layer_paths: HashSet::new(),
+            dir_times: Vec::new(),
+            parent_cache: None,
+            buf: vec![0; 1 << 20],
+            own_ids: (
+                u64::from(rustix::process::geteuid().as_raw()),
+                u64::from(rustix::process::getegid().as_raw()),
+            ),
+        }
+    }
+
+    /// The directory `comps` (created if missing), from the cache when the
+    /// previous entry used the same one.
+    ///
+    /// The cache is only kept across entries that cannot change how `comps`
+    /// resolves: regular files, hardlinks and special files that did not
+    /// replace a directory or a symlink (see [`Applier::entry`]). Even a stale
+    /// fd would stay inside the root: it was opened with `RESOLVE_IN_ROOT`
+    /// and the applier never moves directories.
+    fn parent_dir(&mut self, comps: &[OsString]) -> Result<(Rc<OwnedFd>, Option<u64>), Error> {
+        if let Some(c) = &self.parent_cache
+            && c.comps == comps
+        {
+            return Ok((c.fd.clone(), c.inherited_gid));
+        }
+        self.parent_cache = None;
+        let fd = Rc::new(self.open_dir(comps, true)?);
+        let st = rustix::fs::fstat(&*fd).ctx("stat dir", self.host_path(comps))?;
+        let inherited_gid = (st.st_mode & 0o2000 != 0).then_some(u64::from(st.st_gid));
+        self.parent_cache = Some(ParentDir {
+            comps: comps.to_vec(),
+            fd: fd.clone(),
+            inherited_gid,
+        });
+        Ok((fd, inherited_gid))
+    }
+
     fn host_path(&self, comps: &[OsString]) -> PathBuf {
         self.root_path.join(join(comps))
     }
@@ -262,6 +427,9 @@ impl Applier<'_> {
         };
         let name_b = name.as_bytes();
 
+        if name_b == OPAQUE || name_b.starts_with(WH_PREFIX) {
+            self.parent_cache = None;
+        }
         if name_b == OPAQUE {
             let dir = self.open_dir(parent_comps, true)?;
             self.mark_layer_path(parent_comps);
@@ -294,33 +462,51 @@ impl Applier<'_> {
             return Ok(());
         }
 
+        let host = self.host_path(&comps);
         let header = entry.header().clone();
         let et = header.entry_type();
-        let mode = header.mode().ctx("read mode", self.host_path(&comps))? & 0o7777;
-        let uid = header.uid().ctx("read uid", self.host_path(&comps))?;
-        let gid = header.gid().ctx("read gid", self.host_path(&comps))?;
-        let mtime = header.mtime().ctx("read mtime", self.host_path(&comps))?;
-        let xattrs = pax_xattrs(&mut entry).ctx("read pax headers", self.host_path(&comps))?;
+        let mode = header.mode().ctx("read mode", &host)? & 0o7777;
+        let uid = header.uid().ctx("read uid", &host)?;
+        let gid = header.gid().ctx("read gid", &host)?;
+        let mtime = header.mtime().ctx("read mtime", &host)?;
+        let xattrs = pax_xattrs(&mut entry).ctx("read pax headers", &host)?;
 
-        let parent = self.open_dir(parent_comps, true)?;
-        let host = self.host_path(&comps);
+        let (parent, inherited_gid) = self.parent_dir(parent_comps)?;
+        let parent: &OwnedFd = &parent;
         let name = name.as_os_str();
+        // Whether the next entry may reuse `parent` (see `parent_dir`).
+        let mut keep_parent = matches!(
+            et,
+            EntryType::Regular
+                | EntryType::Continuous
+                | EntryType::GNUSparse
+                | EntryType::Link
+                | EntryType::Fifo
+                | EntryType::Char
+                | EntryType::Block
+        );
+        let mut removed = |r: Option<FileType>| {
+            if matches!(r, Some(FileType::Directory | FileType::Symlink)) {
+                keep_parent = false;
+            }
+        };
 
         match et {
             EntryType::Directory => {
-                match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
                     Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
-                    Ok(_) => rustix::fs::unlinkat(&parent, name, AtFlags::empty())
-                        .ctx("remove", &host)?,
+                    Ok(_) => {
+                        rustix::fs::unlinkat(parent, name, AtFlags::empty()).ctx("remove", &host)?
+                    }
                     Err(Errno::NOENT) => {}
                     Err(e) => return Err(Error::io("lstat", &host, e.into())),
                 }
-                match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o700)) {
+                match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700)) {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(Error::io("mkdir", &host, e.into())),
                 }
                 let fd = rustix::fs::openat(
-                    &parent,
+                    parent,
                     name,
                     dir_oflags() | OFlags::NOFOLLOW,
                     Mode::empty(),
@@ -333,21 +519,34 @@ impl Applier<'_> {
                 self.stats.dirs += 1;
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                replace(&parent, name).ctx("remove existing", &host)?;
-                let fd = rustix::fs::openat(
-                    &parent,
-                    name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
+                let create = || {
+                    rustix::fs::openat(
+                        parent,
+                        name,
+                        OFlags::WRONLY
+                            | OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                };
+                // Try first, remove whatever is in the way only on EEXIST:
+                // saves an lstat per file on fresh trees.
+                let fd = match create() {
+                    Err(Errno::EXIST) => {
+                        removed(replace(parent, name).ctx("remove existing", &host)?);
+                        create()
+                    }
+                    r => r,
+                }
                 .ctx("create", &host)?;
                 let mut file = File::from(fd);
                 let want = entry.size();
-                let n = io::copy(&mut entry, &mut file).ctx("write", &host)?;
+                let mut buf = std::mem::take(&mut self.buf);
+                let copied = copy_entry(&mut entry, &mut file, &mut buf);
+                self.buf = buf;
+                let n = copied.ctx("write", &host)?;
                 if n != want && et != EntryType::GNUSparse {
                     return Err(Error::io(
                         "read layer entry",
@@ -358,7 +557,11 @@ impl Applier<'_> {
                         ),
                     ));
                 }
-                self.chown_fd(&file, uid, gid, &host)?;
+                // A new file is already owned by (fsuid, fsgid or the setgid
+                // parent's gid): skip the chown when that is what we want.
+                if (uid, gid) != (self.own_ids.0, inherited_gid.unwrap_or(self.own_ids.1)) {
+                    self.chown_fd(&file, uid, gid, &host)?;
+                }
                 rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).ctx("chmod", &host)?;
                 set_xattrs_fd(&file, &xattrs, &host);
                 rustix::fs::futimens(&file, &times(mtime)).ctx("set times", &host)?;
@@ -373,12 +576,18 @@ impl Applier<'_> {
                         reason: "symlink without target".into(),
                     })?
                     .into_owned();
-                replace(&parent, name).ctx("remove existing", &host)?;
-                rustix::fs::symlinkat(OsStr::from_bytes(&target), &parent, name)
-                    .ctx("symlink", &host)?;
-                self.chown_at(&parent, name, uid, gid, &host)?;
-                set_xattrs_at(&parent, name, &xattrs, &host);
-                rustix::fs::utimensat(&parent, name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
+                let target = OsStr::from_bytes(&target);
+                match rustix::fs::symlinkat(target, parent, name) {
+                    Err(Errno::EXIST) => {
+                        replace(parent, name).ctx("remove existing", &host)?;
+                        rustix::fs::symlinkat(target, parent, name)
+                    }
+                    r => r,
+                }
+                .ctx("symlink", &host)?;
+                self.chown_at(parent, name, uid, gid, &host)?;
+                set_xattrs_at(parent, name, &xattrs, &host);
+                rustix::fs::utimensat(parent, name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
                     .ctx("set times", &host)?;
                 self.stats.symlinks += 1;
             }
@@ -432,9 +641,17 @@ impl Applier<'_> {
                         });
                     }
                 }
-                replace(&parent, name).ctx("remove existing", &host)?;
-                rustix::fs::linkat(&tparent, tname.as_os_str(), &parent, name, AtFlags::empty())
-                    .ctx("hardlink", &host)?;
+                let link = || {
+                    rustix::fs::linkat(&tparent, tname.as_os_str(), parent, name, AtFlags::empty())
+                };
+                match link() {
+                    Err(Errno::EXIST) => {
+                        removed(replace(parent, name).ctx("remove existing", &host)?);
+                        link()
+                    }
+                    r => r,
+                }
+                .ctx("hardlink", &host)?;
                 self.stats.hardlinks += 1;
             }
             EntryType::Fifo | EntryType::Char | EntryType::Block => {
@@ -457,8 +674,8 @@ impl Applier<'_> {
                         (ft, rustix::fs::makedev(major, minor))
                     }
                 };
-                replace(&parent, name).ctx("remove existing", &host)?;
-                match rustix::fs::mknodat(&parent, name, ft, Mode::from_raw_mode(0o600), dev) {
+                removed(replace(parent, name).ctx("remove existing", &host)?);
+                match rustix::fs::mknodat(parent, name, ft, Mode::from_raw_mode(0o600), dev) {
                     Ok(()) => {}
                     Err(e @ (Errno::PERM | Errno::ACCESS)) if ft != FileType::Fifo => {
                         tracing::warn!(path = %host.display(), error = %e, "cannot create device node, skipping");
@@ -467,12 +684,12 @@ impl Applier<'_> {
                     }
                     Err(e) => return Err(Error::io("mknod", &host, e.into())),
                 }
-                self.chown_at(&parent, name, uid, gid, &host)?;
+                self.chown_at(parent, name, uid, gid, &host)?;
                 // The node was just created by us and is not a symlink.
-                rustix::fs::chmodat(&parent, name, Mode::from_raw_mode(mode), AtFlags::empty())
+                rustix::fs::chmodat(parent, name, Mode::from_raw_mode(mode), AtFlags::empty())
                     .ctx("chmod", &host)?;
-                set_xattrs_at(&parent, name, &xattrs, &host);
-                rustix::fs::utimensat(&parent, name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
+                set_xattrs_at(parent, name, &xattrs, &host);
+                rustix::fs::utimensat(parent, name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
                     .ctx("set times", &host)?;
                 self.stats.special += 1;
             }
@@ -482,13 +699,19 @@ impl Applier<'_> {
                 return Ok(());
             }
         }
+        if !keep_parent {
+            self.parent_cache = None;
+        }
         self.mark_layer_path(&comps);
         Ok(())
     }
 
     fn mark_layer_path(&mut self, comps: &[OsString]) {
-        for i in 1..=comps.len() {
-            self.layer_paths.insert(key(&comps[..i]));
+        // Longest prefix first: once one is present, so are its ancestors.
+        for i in (1..=comps.len()).rev() {
+            if !self.layer_paths.insert(key(&comps[..i])) {
+                break;
+            }
         }
     }
 
@@ -572,22 +795,27 @@ impl Applier<'_> {
 
     fn fix_dir_times(&mut self) -> Result<(), Error> {
         let dirs = std::mem::take(&mut self.dir_times);
+        // Consecutive directories often share a parent: reuse its fd.
+        let mut cached: Option<(&[OsString], OwnedFd)> = None;
         for (comps, mtime) in dirs.iter().rev() {
             let Some((name, parent)) = comps.split_last() else {
                 continue;
             };
             let host = self.host_path(comps);
-            // A later entry of the layer may have removed or replaced it.
-            let pfd = match self.open_dir(parent, false) {
-                Ok(fd) => fd,
-                Err(_) => continue,
-            };
-            match rustix::fs::statat(&pfd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            if cached.as_ref().is_none_or(|(c, _)| *c != parent) {
+                // A later entry of the layer may have removed or replaced it.
+                cached = match self.open_dir(parent, false) {
+                    Ok(fd) => Some((parent, fd)),
+                    Err(_) => continue,
+                };
+            }
+            let Some((_, pfd)) = &cached else { continue };
+            match rustix::fs::statat(pfd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
                 _ => continue,
             }
             rustix::fs::utimensat(
-                &pfd,
+                pfd,
                 name.as_os_str(),
                 &times(*mtime),
                 AtFlags::SYMLINK_NOFOLLOW,
@@ -688,25 +916,48 @@ fn list_dir(dir: &OwnedFd) -> rustix::io::Result<Vec<OsString>> {
 
 /// Remove `name` in `dir` (recursively for directories). Missing is fine.
 fn remove_all_at(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<()> {
+    remove_all_at_typed(dir, name).map(|_| ())
+}
+
+/// [`remove_all_at`], returning the type of what was removed.
+fn remove_all_at_typed(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<Option<FileType>> {
     let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
-        Err(Errno::NOENT) => return Ok(()),
+        Err(Errno::NOENT) => return Ok(None),
         Err(e) => return Err(e),
     };
-    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+    let ft = FileType::from_raw_mode(st.st_mode);
+    if ft == FileType::Directory {
         let sub = rustix::fs::openat(dir, name, dir_oflags() | OFlags::NOFOLLOW, Mode::empty())?;
         for child in list_dir(&sub)? {
             remove_all_at(&sub, &child)?;
         }
-        rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
+        rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
     } else {
-        rustix::fs::unlinkat(dir, name, AtFlags::empty())
+        rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
     }
+    Ok(Some(ft))
 }
 
-/// Make room for a new non-directory entry `name`: remove whatever is there.
-fn replace(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<()> {
-    remove_all_at(dir, name)
+/// Make room for a new non-directory entry `name`: remove whatever is there
+/// and say what it was.
+fn replace(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<Option<FileType>> {
+    remove_all_at_typed(dir, name)
+}
+
+/// Copy an entry's data into `file` through `buf`; returns the bytes copied.
+fn copy_entry(entry: &mut impl Read, file: &mut File, buf: &mut [u8]) -> io::Result<u64> {
+    let mut n = 0u64;
+    loop {
+        let k = match entry.read(buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        io::Write::write_all(file, &buf[..k])?;
+        n += k as u64;
+    }
 }
 
 #[cfg(test)]

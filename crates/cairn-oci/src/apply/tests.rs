@@ -595,14 +595,7 @@ fn chown_errors_policy() {
     let lenient = ApplyOptions {
         ignore_chown_errors: true,
     };
-    let mk = |opts| Applier {
-        root: rustix::io::dup(&root).unwrap(),
-        root_path: &sb.root,
-        opts,
-        stats: ApplyStats::default(),
-        layer_paths: HashSet::new(),
-        dir_times: Vec::new(),
-    };
+    let mk = |opts| Applier::new(rustix::io::dup(&root).unwrap(), &sb.root, opts);
     let p = Path::new("f");
     let mut a = mk(&strict);
     assert!(a.chown_result(Err(Errno::INVAL), p).is_err());
@@ -612,4 +605,84 @@ fn chown_errors_policy() {
     assert!(a.chown_result(Err(Errno::IO), p).is_err());
     assert_eq!(a.stats.chown_errors_ignored, 2);
     assert!(Applier::ids(u64::from(u32::MAX), 0, p).is_err());
+}
+
+#[test]
+fn cached_parent_dir_never_outlives_a_change_of_the_path() {
+    let sb = Sandbox::new();
+    let tar = RawTar::new()
+        .dir("d/")
+        .file("d/a", b"a")
+        .dir("e/")
+        // `d` becomes a symlink to `e`: `d/b` must land in `e/b`.
+        .symlink("d", "e")
+        .file("d/b", b"b")
+        .file("e/c", b"c")
+        // The whiteout removes `e`; `e/x` recreates it.
+        .file(".wh.e", b"")
+        .file("e/x", b"x")
+        // Dir replaced by a file, then a file beside it.
+        .dir("f/")
+        .file("f/g", b"g")
+        .file("f", b"now a file")
+        .file("h", b"h")
+        .bytes();
+    sb.apply(&tar).unwrap();
+    assert!(
+        fs::symlink_metadata(sb.root.join("d"))
+            .unwrap()
+            .is_symlink()
+    );
+    assert!(!sb.root.join("e/b").exists(), "whiteout removed e");
+    assert_eq!(fs::read(sb.root.join("e/x")).unwrap(), b"x");
+    assert_eq!(fs::read(sb.root.join("f")).unwrap(), b"now a file");
+    assert_eq!(fs::read(sb.root.join("h")).unwrap(), b"h");
+    sb.assert_outside_untouched();
+
+    let sb = Sandbox::new();
+    let tar = RawTar::new()
+        .dir("d/")
+        .dir("e/")
+        .file("d/a", b"a")
+        .symlink("d", "e")
+        .file("d/b", b"b")
+        .bytes();
+    sb.apply(&tar).unwrap();
+    assert_eq!(fs::read(sb.root.join("e/b")).unwrap(), b"b");
+}
+
+#[test]
+fn owner_is_set_under_setgid_dirs() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to chown");
+        return;
+    }
+    let sb = Sandbox::new();
+    let mut t = tar::Builder::new(Vec::new());
+    let mut h = Header::new_gnu();
+    h.set_entry_type(EntryType::Directory);
+    h.set_path("s/").unwrap();
+    h.set_mode(0o2775);
+    h.set_uid(0);
+    h.set_gid(1234);
+    h.set_size(0);
+    h.set_cksum();
+    t.append(&h, &b""[..]).unwrap();
+    for (name, gid) in [("s/root", 0), ("s/inherit", 1234), ("s/other", 77)] {
+        let mut h = Header::new_gnu();
+        h.set_entry_type(EntryType::Regular);
+        h.set_path(name).unwrap();
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(gid);
+        h.set_size(1);
+        h.set_cksum();
+        t.append(&h, &b"x"[..]).unwrap();
+    }
+    t.finish().unwrap();
+    sb.apply(t.get_ref()).unwrap();
+    for (name, gid) in [("s/root", 0), ("s/inherit", 1234), ("s/other", 77)] {
+        let m = fs::metadata(sb.root.join(name)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (0, gid), "{name}");
+    }
 }
