@@ -4,7 +4,7 @@
 //! ```text
 //! layer-tool gen-small DIR FILES          # FILES small text-like files, 100 per directory
 //! layer-tool gen-mixed DIR MIB            # about MIB MiB, half compressible, half random
-//! layer-tool write DIR OUT gzip|zstd LEVEL [THREADS]   # prints digest, diff_id, size
+//! layer-tool write DIR OUT gzip|pgzip|zstd LEVEL [THREADS]   # prints digest, diff_id, size
 //! layer-tool apply LAYER DEST             # gzip, zstd or plain tar
 //! ```
 #![allow(missing_docs)]
@@ -143,13 +143,18 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         ["write", dir, out, codec, level, rest @ ..] => {
             let compression = match *codec {
                 "gzip" => LayerCompression::Gzip,
+                "pgzip" => LayerCompression::ParallelGzip,
                 "zstd" => LayerCompression::Zstd {
                     level: level.parse()?,
                 },
                 other => return Err(format!("unknown codec {other}").into()),
             };
             let opts = LayerOptions {
-                gzip_level: if *codec == "gzip" { level.parse()? } else { 6 },
+                gzip_level: if codec.ends_with("gzip") {
+                    level.parse()?
+                } else {
+                    6
+                },
                 compression,
                 compression_threads: rest.first().map(|t| t.parse()).transpose()?.unwrap_or(0),
                 ..LayerOptions::default()

@@ -111,7 +111,8 @@ mod canonical_tests {
             r#"{"alpha":"\"quoted\" \\ é","zeta":"line 1\nline 2\t\u0001"}"#
         );
         // A strict parser reads it back.
-        let back: std::collections::BTreeMap<String, String> = serde_json::from_slice(&out).unwrap();
+        let back: std::collections::BTreeMap<String, String> =
+            serde_json::from_slice(&out).unwrap();
         assert_eq!(back["zeta"], "line 1\nline 2\t\u{1}");
     }
 }

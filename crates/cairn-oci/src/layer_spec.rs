@@ -61,6 +61,14 @@
 //!   exactly the calls the `tar` crate's builder makes (the compressor runs
 //!   on another thread but replays them one by one); the bytes are those of
 //!   the single-threaded writer of earlier cairn versions.
+//! * **parallel gzip** ([`LayerCompression::ParallelGzip`](crate::LayerCompression),
+//!   opt-in): the tar stream is cut at fixed offsets into 1 MiB blocks; each
+//!   is compressed by flate2 + zlib-rs at `gzip_level` as raw deflate with the
+//!   previous 32 KiB of input as preset dictionary and ends with a sync flush
+//!   (the last piece, possibly empty, ends the stream); one gzip member with
+//!   the same 10-byte header as above, then CRC-32 and length. The pigz
+//!   scheme: slightly larger than single-stream gzip, and the same bytes for
+//!   any number of threads.
 //! * **zstd** ([`LayerCompression::Zstd`](crate::LayerCompression)): the
 //!   `zstd` crate (libzstd 1.5.7) at the given level, one frame with a content
 //!   checksum and no content size, media type

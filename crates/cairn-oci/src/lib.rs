@@ -8,7 +8,7 @@
 //!   and passes unknown fields through), serialized with [`canonical_json`];
 //! * **reproducible layer writing** ([`write_layer`]): a directory tree (plain or an
 //!   overlayfs upper dir) streamed to tar → gzip with both digests computed on the
-//!   fly (gzip by default, zstd as an option); the byte-level rules are documented in [`layer_spec`];
+//!   fly (gzip by default; parallel gzip and zstd as options); the byte-level rules are documented in [`layer_spec`];
 //! * **safe layer application** ([`apply_layer`]): OCI whiteouts, ownership, modes,
 //!   xattrs and times, with every path resolved beneath the root directory fd
 //!   (`openat2(RESOLVE_IN_ROOT)`), never with string prefix checks;

@@ -26,6 +26,13 @@ pub enum LayerCompression {
     /// zlib-rs, media type [`media_types::OCI_LAYER_GZIP`]. The default.
     #[default]
     Gzip,
+    /// gzip at [`LayerOptions::gzip_level`], compressed in parallel: 1 MiB
+    /// blocks, each raw deflate with the previous 32 KiB as dictionary and a
+    /// sync flush, as pigz does; still one ordinary gzip member, media type
+    /// [`media_types::OCI_LAYER_GZIP`]. Other bytes than [`Self::Gzip`]
+    /// (slightly larger), but they do not depend on
+    /// [`LayerOptions::compression_threads`].
+    ParallelGzip,
     /// zstd at `level` (1–19; 3 is zstd's default), one frame with a content
     /// checksum written by zstd's multi-threaded encoder with at least one
     /// worker, media type [`media_types::OCI_LAYER_ZSTD`]. The bytes do not
@@ -45,7 +52,7 @@ pub struct LayerOptions {
     pub gzip_level: u32,
     /// Compression of the blob. Default [`LayerCompression::Gzip`].
     pub compression: LayerCompression,
-    /// Worker threads for compressors that have them (zstd); 0 (the
+    /// Worker threads for compressors that have them (parallel gzip, zstd); 0 (the
     /// default) means the host's available parallelism. Never changes the
     /// output bytes: zstd always runs with at least one worker, whose output
     /// differs from zstd's single-threaded mode but not between worker counts.
@@ -64,9 +71,9 @@ impl Default for LayerOptions {
 }
 
 impl LayerOptions {
-    /// zstd workers for these options: `compression_threads`, or the host's
-    /// parallelism when 0, and never less than 1.
-    fn zstd_workers(&self) -> u32 {
+    /// Compression workers for these options: `compression_threads`, or the
+    /// host's parallelism when 0, and never less than 1.
+    fn workers(&self) -> u32 {
         let n = match self.compression_threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -116,6 +123,7 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 enum Compressor<W: Write> {
     Gzip(GzEncoder<HashingWriter<BufWriter<W>>>),
     Zstd(zstd::stream::write::Encoder<'static, HashingWriter<BufWriter<W>>>),
+    ParallelGzip(pgzip::ParallelGzip<HashingWriter<BufWriter<W>>>),
 }
 
 impl<W: Write> Compressor<W> {
@@ -126,10 +134,15 @@ impl<W: Write> Compressor<W> {
                 compressed,
                 Compression::new(opts.gzip_level.min(9)),
             )),
+            LayerCompression::ParallelGzip => Compressor::ParallelGzip(pgzip::ParallelGzip::new(
+                compressed,
+                opts.gzip_level,
+                opts.workers() as usize,
+            )?),
             LayerCompression::Zstd { level } => {
                 let mut enc = zstd::stream::write::Encoder::new(compressed, level)?;
                 // Never 0 workers: single-threaded zstd writes other bytes.
-                enc.multithread(opts.zstd_workers())?;
+                enc.multithread(opts.workers())?;
                 enc.include_checksum(true)?;
                 Compressor::Zstd(enc)
             }
@@ -138,15 +151,24 @@ impl<W: Write> Compressor<W> {
 
     fn media_type(&self) -> &'static str {
         match self {
-            Compressor::Gzip(_) => media_types::OCI_LAYER_GZIP,
+            Compressor::Gzip(_) | Compressor::ParallelGzip(_) => media_types::OCI_LAYER_GZIP,
             Compressor::Zstd(_) => media_types::OCI_LAYER_ZSTD,
         }
+    }
+
+    /// Whether the output depends on how the input is split into writes, so
+    /// the tar builder's writes must be replayed one by one (see [`Chunk`]).
+    /// zlib-rs' single stream does; parallel gzip cuts fixed blocks and zstd's
+    /// multi-threaded encoder fixed jobs, so they take whole chunks.
+    fn needs_write_replay(&self) -> bool {
+        matches!(self, Compressor::Gzip(_))
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Compressor::Gzip(e) => e.write_all(buf),
             Compressor::Zstd(e) => e.write_all(buf),
+            Compressor::ParallelGzip(e) => e.write_all(buf),
         }
     }
 
@@ -154,6 +176,7 @@ impl<W: Write> Compressor<W> {
         match self {
             Compressor::Gzip(e) => e.finish(),
             Compressor::Zstd(e) => e.finish(),
+            Compressor::ParallelGzip(e) => e.finish(),
         }
     }
 }
@@ -269,14 +292,22 @@ pub fn write_layer(
             Err(e) => return (Err(e), Err(pipeline_closed())),
         };
         let mut result = Ok(());
+        let replay = comp.needs_write_replay();
         'chunks: for mut chunk in rx.iter() {
-            let mut at = 0;
-            for &len in &chunk.writes {
-                if let Err(e) = comp.write_all(&chunk.data[at..at + len]) {
+            if !replay {
+                if let Err(e) = comp.write_all(&chunk.data) {
                     result = Err(e);
                     break 'chunks;
                 }
-                at += len;
+            } else {
+                let mut at = 0;
+                for &len in &chunk.writes {
+                    if let Err(e) = comp.write_all(&chunk.data[at..at + len]) {
+                        result = Err(e);
+                        break 'chunks;
+                    }
+                    at += len;
+                }
             }
             chunk.data.clear();
             chunk.writes.clear();
@@ -569,5 +600,6 @@ impl<R: Read> Read for ExactReader<R> {
     }
 }
 
+mod pgzip;
 #[cfg(test)]
 pub(crate) mod tests;

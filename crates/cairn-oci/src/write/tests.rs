@@ -358,6 +358,7 @@ fn digests_do_not_depend_on_thread_count() {
     let mut diff_ids = Vec::new();
     for compression in [
         LayerCompression::Gzip,
+        LayerCompression::ParallelGzip,
         LayerCompression::Zstd { level: 3 },
         LayerCompression::Zstd { level: 1 },
     ] {
