@@ -99,6 +99,10 @@ pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
                 step_timeout: None,
                 secrets: Default::default(),
                 ca_cert: None,
+                cache_repo: None,
+                cache_readonly: false,
+                cached_only: false,
+                explain: false,
             };
             let started = std::time::Instant::now();
             let result = cairn_engine::build(&opts).await?;

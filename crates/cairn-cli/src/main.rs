@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build an image from a Dockerfile.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Developer tooling: a local registry with seed base images, a demo build.
     #[command(subcommand)]
     Dev(dev::DevCommand),
@@ -72,6 +72,19 @@ struct BuildArgs {
     /// Network of RUN steps: `host` (default, as `docker build`) or `none`.
     #[arg(long, default_value = "host", value_parser = ["host", "none", "default"])]
     network: String,
+    /// Registry layer cache: one immutable entry per step key in `REGISTRY/REPO`.
+    #[arg(long, value_name = "REPO")]
+    cache_repo: Option<String>,
+    /// Read the cache but never write it (builds with pull-only credentials).
+    #[arg(long)]
+    cache_readonly: bool,
+    /// Dry run: exit 0 and print `CAIRN_CACHED_IMAGE=…` if every step is cached,
+    /// else fail naming the first missing step. Builds nothing.
+    #[arg(long)]
+    cached_only: bool,
+    /// Print, per step, cache hit or miss and, for a miss, which input changed.
+    #[arg(long)]
+    explain: bool,
     /// A secret for `RUN --mount=type=secret`: `id=ID,src=PATH` or `id=ID,env=VAR`.
     #[arg(long = "secret", value_name = "SPEC")]
     secrets: Vec<String>,
@@ -146,6 +159,17 @@ fn build_options(a: BuildArgs) -> anyhow::Result<BuildOptions> {
             .map(|s| cairn_engine::SecretSource::parse(s).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<_>>()?,
         ca_cert: a.ca_cert,
+        cache_repo: a
+            .cache_repo
+            .as_deref()
+            .map(|r| {
+                r.parse()
+                    .with_context(|| format!("invalid --cache-repo `{r}`"))
+            })
+            .transpose()?,
+        cache_readonly: a.cache_readonly,
+        cached_only: a.cached_only,
+        explain: a.explain,
         step_timeout: a
             .step_timeout
             .map(std::time::Duration::try_from_secs_f64)
@@ -187,7 +211,7 @@ where
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Build(args) => {
-            let opts = build_options(args)?;
+            let opts = build_options(*args)?;
             let result = in_build_namespace(async { Ok(cairn_engine::build(&opts).await?) })?;
             #[allow(clippy::print_stdout)]
             {

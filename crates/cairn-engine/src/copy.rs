@@ -142,6 +142,25 @@ impl Build<'_> {
                 content: h.chomped(),
             })
             .collect();
+        let material = self.copy_material(site, kw, &req, &dest, done).await?;
+        let mut shown: Vec<String> = req.sources.clone();
+        shown.extend(req.heredocs.iter().map(|h| format!("<<{}", h.name)));
+        let from_text = req
+            .from
+            .as_ref()
+            .map(|f| format!("--from={f} "))
+            .unwrap_or_default();
+        let h = self.history(format!(
+            "{kw} {from_text}{} {} # buildkit",
+            shown.join(" "),
+            req.dest
+        ));
+        if st.planning {
+            let placeholder = Action::Mkdir { path: "/".into() };
+            return self
+                .step(st, site, placeholder, Network::None, vec![], h, material)
+                .await;
+        }
         let mut inputs: Vec<Input> = Vec::new();
         let mut sources: Vec<CopySource> = Vec::new();
         let mut skip: Vec<String> = Vec::new();
@@ -152,7 +171,9 @@ impl Build<'_> {
             format!("{INPUT_ROOT}/{extra}")
         };
         if let Some(from) = &req.from {
-            let layers = self.from_layers(site.stage, from, done, site.line).await?;
+            let layers = self
+                .source_layers(site.stage, from, done, site.line)
+                .await?;
             for src in &req.sources {
                 let rel = context_relative(src).expect("absolute paths stay inside `/`");
                 let rels = if has_wildcard(&rel) {
@@ -186,11 +207,11 @@ impl Build<'_> {
                     let name = fetch::url_file_name(src).ok_or_else(|| {
                         self.err_at(site.line, format!("ADD {src}: the URL names no file"))
                     })?;
-                    let dir = self.scratch_dir("download")?;
-                    let file = dir.join(&name);
-                    fetch::download(&self.http, src, checksum.as_deref(), &file)
-                        .await
-                        .map_err(|e| self.err_at(site.line, e.to_string()))?;
+                    let file = self.download(site, src, checksum.as_deref()).await?;
+                    let dir = file
+                        .parent()
+                        .expect("downloads live in a dir")
+                        .to_path_buf();
                     use std::os::unix::fs::PermissionsExt;
                     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
                         .map_err(|e| Error::io("chmod", &file, e))?;
@@ -286,8 +307,108 @@ impl Build<'_> {
             chown: req.chown.clone(),
             chmod,
         };
-        self.step(st, site, Action::Copy(spec), Network::None, inputs, h)
+        self.step(
+            st,
+            site,
+            Action::Copy(spec),
+            Network::None,
+            inputs,
+            h,
+            material,
+        )
+        .await
+    }
+
+    /// Downloads an ADD URL once per build (the planning pass needs its digest).
+    async fn download(
+        &self,
+        site: &Site,
+        url: &str,
+        checksum: Option<&str>,
+    ) -> Result<PathBuf, Error> {
+        let mut memo = self.downloads.lock().await;
+        if let Some(p) = memo.get(url) {
+            return Ok(p.clone());
+        }
+        let name = fetch::url_file_name(url)
+            .ok_or_else(|| self.err_at(site.line, format!("ADD {url}: the URL names no file")))?;
+        let dir = self.scratch_dir("download")?;
+        let file = dir.join(&name);
+        fetch::download(&self.http, url, checksum, &file)
             .await
+            .map_err(|e| self.err_at(site.line, e.to_string()))?;
+        memo.insert(url.to_string(), file.clone());
+        Ok(file)
+    }
+
+    /// What the cache key takes from a COPY/ADD: destination, flags, and the
+    /// content digest of exactly the selected sources (after `.dockerignore` and
+    /// `--exclude`), or the identity of the `--from` stage/image.
+    async fn copy_material(
+        &self,
+        site: &Site,
+        kw: &str,
+        req: &CopyRequest,
+        dest: &str,
+        done: &HashMap<usize, StageState>,
+    ) -> Result<serde_json::Value, Error> {
+        use sha2::Digest as _;
+        let mut sources = Vec::new();
+        let from = match &req.from {
+            Some(f) => Some(self.source_identity(site.stage, f, done, site.line).await?),
+            None => None,
+        };
+        for src in &req.sources {
+            let digest = if from.is_some() {
+                None
+            } else if req.add.is_some() && is_url(src) {
+                let checksum = req.add.as_ref().and_then(|a| a.checksum.clone());
+                let file = self.download(site, src, checksum.as_deref()).await?;
+                Some(
+                    crate::keys::tree_digest(file.parent().unwrap_or(&file), ".", &|_| false)
+                        .map_err(|e| Error::io("hash", &file, e))?,
+                )
+            } else {
+                let ex = DockerIgnore::parse(&req.exclude.join("\n"));
+                let mut parts = Vec::new();
+                for rel in self.context_sources(site, kw, src)? {
+                    let ignore = &self.ignore;
+                    let prefix = if rel == "." {
+                        String::new()
+                    } else {
+                        format!("{rel}/")
+                    };
+                    let skipped = |p: &str| {
+                        ignore.ignores(p) || ex.ignores(p.strip_prefix(&prefix).unwrap_or(p))
+                    };
+                    let d = crate::keys::tree_digest(&self.context, &rel, &skipped)
+                        .map_err(|e| self.err_at(site.line, format!("{kw} source `{rel}`: {e}")))?;
+                    parts.push(format!("{rel}={d}"));
+                }
+                Some(parts.join(","))
+            };
+            sources.push(serde_json::json!({ "src": src, "digest": digest }));
+        }
+        let inline: Vec<serde_json::Value> = req
+            .heredocs
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "name": h.name,
+                    "sha256": hex::encode(sha2::Sha256::digest(h.chomped().as_bytes())),
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "kind": kw.to_lowercase(),
+            "dest": dest,
+            "chown": req.chown,
+            "chmod": req.chmod,
+            "from": from,
+            "sources": sources,
+            "inline": inline,
+            "exclude": req.exclude,
+        }))
     }
 
     /// Resolves one context source (wildcards allowed) to paths relative to the

@@ -147,7 +147,7 @@ mod tests {
         assert!(ig.ignores("build/out.o"));
         assert!(!ig.ignores("src/node_modules"));
         let re = DockerIgnore::parse("docs\n!docs/keep.md\n");
-        assert!(ig.has_exclusions() == false && re.has_exclusions());
+        assert!(!ig.has_exclusions() && re.has_exclusions());
         assert!(re.ignores("docs/other.md"));
         assert!(!re.ignores("docs/keep.md"));
     }

@@ -69,6 +69,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A cache entry's blob is missing or fails verification (the stage is then
+    /// rebuilt without that entry).
+    #[error("cache entry {key} is unusable: {reason}")]
+    CacheCorrupt {
+        /// The entry's key (hex).
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The options are inconsistent.
     #[error("{0}")]
     Usage(String),

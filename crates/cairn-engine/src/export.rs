@@ -4,10 +4,12 @@ use cairn_oci::oci_spec::image::{DescriptorBuilder, ImageManifestBuilder, MediaT
 use cairn_oci::{ContentStore, Digest, media_types};
 use cairn_registry::{Client, Reference};
 
+use crate::cache::RegistryCache;
+use crate::keys::StepKey;
 use crate::pull::LayerDesc;
-use crate::stage::StageState;
+use crate::stage::{Build, StageState};
 use crate::time::rfc3339;
-use crate::{BuildOptions, Error, Output};
+use crate::{Error, Output};
 
 /// What a finished build produced.
 #[derive(Debug, Clone)]
@@ -29,11 +31,11 @@ fn spec_err(e: impl std::fmt::Display) -> Error {
 }
 
 pub(crate) async fn finish(
-    client: &Client,
-    store: &ContentStore,
-    opts: &BuildOptions,
+    b: &Build<'_>,
     mut st: StageState,
+    final_key: &StepKey,
 ) -> Result<BuildResult, Error> {
+    let (client, store, opts) = (&b.client, &b.store, b.opts);
     st.config.created = Some(rfc3339(opts.source_date_epoch));
     let config_bytes = st
         .config
@@ -75,31 +77,16 @@ pub(crate) async fn finish(
         .map_err(Error::oci("store the manifest"))?;
     let manifest_size = manifest_bytes.len() as u64;
 
-    for out in &opts.outputs {
-        match out {
-            Output::OciLayout { dest } => {
-                let ref_name = Some(
-                    opts.tags
-                        .first()
-                        .and_then(|t| t.tag.clone())
-                        .unwrap_or_else(|| "latest".into()),
-                );
-                cairn_oci::write_oci_layout(
-                    store,
-                    &manifest_digest,
-                    media_types::OCI_MANIFEST,
-                    manifest_size,
-                    dest,
-                    ref_name.as_deref(),
-                )
-                .map_err(Error::oci(format!(
-                    "write the OCI layout `{}`",
-                    dest.display()
-                )))?;
-                eprintln!("wrote OCI layout {}", dest.display());
-            }
-        }
-    }
+    write_outputs(store, opts, &manifest_digest, manifest_size)?;
+    let config_layer = LayerDesc {
+        media_type: media_types::OCI_CONFIG.to_string(),
+        digest: config_digest.clone(),
+        size: config_bytes.len() as u64,
+        diff_id: config_digest.clone(),
+        source: None,
+    };
+    let mut blobs: Vec<LayerDesc> = st.layers.clone();
+    blobs.push(config_layer);
     let mut pushed = Vec::new();
     if opts.push {
         for tag in &opts.tags {
@@ -107,8 +94,7 @@ pub(crate) async fn finish(
                 client,
                 store,
                 tag,
-                &st.layers,
-                &config_digest,
+                &blobs,
                 &manifest_bytes,
                 &manifest_digest,
             )
@@ -116,6 +102,31 @@ pub(crate) async fn finish(
             let name = format!("{}@{manifest_digest}", tag.name());
             eprintln!("pushed {tag} ({manifest_digest})");
             pushed.push(name);
+        }
+    }
+    if let Some(cache) = &b.cache
+        && !cache.readonly
+    {
+        // The whole image under its final key: the next identical build is a
+        // constant number of requests and no layer download.
+        let at = cache.image_ref(final_key);
+        match push(
+            client,
+            store,
+            &at,
+            &blobs,
+            &manifest_bytes,
+            &manifest_digest,
+        )
+        .await
+        {
+            Ok(()) => {
+                let ms = u64::try_from(b.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                if let Err(e) = cache.put_image_duration(final_key, ms, store).await {
+                    tracing::warn!("could not record the build duration: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("could not record the image in the cache: {e}"),
         }
     }
     Ok(BuildResult {
@@ -127,54 +138,177 @@ pub(crate) async fn finish(
     })
 }
 
+fn write_outputs(
+    store: &ContentStore,
+    opts: &crate::BuildOptions,
+    manifest_digest: &Digest,
+    manifest_size: u64,
+) -> Result<(), Error> {
+    for out in &opts.outputs {
+        match out {
+            Output::OciLayout { dest } => {
+                let ref_name = opts
+                    .tags
+                    .first()
+                    .and_then(|t| t.tag.clone())
+                    .unwrap_or_else(|| "latest".into());
+                cairn_oci::write_oci_layout(
+                    store,
+                    manifest_digest,
+                    media_types::OCI_MANIFEST,
+                    manifest_size,
+                    dest,
+                    Some(&ref_name),
+                )
+                .map_err(Error::oci(format!(
+                    "write the OCI layout `{}`",
+                    dest.display()
+                )))?;
+                eprintln!("wrote OCI layout {}", dest.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes a blob present in `to`: already there, mounted from the repository it
+/// came from (same registry), or uploaded from the local store (downloaded from
+/// its source first when it is not local).
+async fn ensure_blob(
+    client: &Client,
+    store: &ContentStore,
+    to: &Reference,
+    l: &LayerDesc,
+) -> Result<(), Error> {
+    let ctx = |what: &str| format!("{what} {} for `{}`", l.digest, to.name());
+    if client
+        .blob_exists(to, &l.digest)
+        .await
+        .map_err(Error::registry(ctx("look up")))?
+    {
+        return Ok(());
+    }
+    if let Some(src) = &l.source
+        && src.registry == to.registry
+        && src.repository != to.repository
+        && client
+            .mount_blob(to, &src.repository, &l.digest)
+            .await
+            .map_err(Error::registry(ctx("mount")))?
+    {
+        return Ok(());
+    }
+    if !store.contains(&l.digest) {
+        let src = l.source.as_ref().ok_or_else(|| {
+            Error::Image(format!(
+                "blob {} is neither local nor in a registry",
+                l.digest
+            ))
+        })?;
+        crate::pull::fetch_blob(client, store, src, &l.digest).await?;
+    }
+    client
+        .put_blob_from_file(to, &l.digest, &store.blob_path(&l.digest))
+        .await
+        .map_err(Error::registry(ctx("push")))
+}
+
 /// Blobs first, the manifest (and so the tag) last: a tag only ever points at
 /// complete content.
 async fn push(
     client: &Client,
     store: &ContentStore,
     tag: &Reference,
-    layers: &[LayerDesc],
-    config: &Digest,
+    blobs: &[LayerDesc],
     manifest: &[u8],
     manifest_digest: &Digest,
 ) -> Result<(), Error> {
-    let ctx = |what: String| format!("push {what} to `{}`", tag.name());
-    futures_util::future::try_join_all(layers.iter().map(|l| async move {
-        if client
-            .blob_exists(tag, &l.digest)
-            .await
-            .map_err(Error::registry(ctx(l.digest.to_string())))?
-        {
-            return Ok(());
-        }
-        if let Some(src) = &l.source
-            && src.registry == tag.registry
-            && src.repository != tag.repository
-            && client
-                .mount_blob(tag, &src.repository, &l.digest)
-                .await
-                .map_err(Error::registry(ctx(l.digest.to_string())))?
-        {
-            return Ok(());
-        }
-        client
-            .put_blob_from_file(tag, &l.digest, &store.blob_path(&l.digest))
-            .await
-            .map_err(Error::registry(ctx(l.digest.to_string())))
-    }))
-    .await?;
-    client
-        .put_blob_from_file(tag, config, &store.blob_path(config))
-        .await
-        .map_err(Error::registry(ctx("the config".into())))?;
+    futures_util::future::try_join_all(blobs.iter().map(|l| ensure_blob(client, store, tag, l)))
+        .await?;
     let got = client
         .put_manifest(tag, media_types::OCI_MANIFEST, manifest)
         .await
-        .map_err(Error::registry(ctx("the manifest".into())))?;
+        .map_err(Error::registry(format!(
+            "push the manifest to `{}`",
+            tag.name()
+        )))?;
     if &got != manifest_digest {
         return Err(Error::Image(format!(
             "the registry stored the manifest as {got}, cairn computed {manifest_digest}"
         )));
     }
     Ok(())
+}
+
+/// A full cache hit: the image recorded under the final key goes to the
+/// destinations (blob mounts, no layer download) and the outputs.
+pub(crate) async fn from_cache(
+    b: &Build<'_>,
+    cache: &RegistryCache,
+    key: &StepKey,
+    image: cairn_registry::FetchedManifest,
+    deliver: bool,
+) -> Result<BuildResult, Error> {
+    #[derive(serde::Deserialize)]
+    struct Desc {
+        #[serde(rename = "mediaType")]
+        media_type: String,
+        digest: Digest,
+        size: u64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        config: Desc,
+        layers: Vec<Desc>,
+    }
+    let m: Manifest = serde_json::from_slice(&image.bytes)
+        .map_err(|e| Error::Image(format!("cached image manifest: {e}")))?;
+    let as_layer = |d: &Desc| LayerDesc {
+        media_type: d.media_type.clone(),
+        digest: d.digest.clone(),
+        size: d.size,
+        diff_id: d.digest.clone(),
+        source: Some(cache.repo().clone()),
+    };
+    let mut blobs: Vec<LayerDesc> = m.layers.iter().map(as_layer).collect();
+    blobs.push(as_layer(&m.config));
+    let mut pushed = Vec::new();
+    if deliver {
+        if b.opts.push {
+            for tag in &b.opts.tags {
+                push(
+                    &b.client,
+                    &b.store,
+                    tag,
+                    &blobs,
+                    &image.bytes,
+                    &image.digest,
+                )
+                .await?;
+                eprintln!("pushed {tag} ({})", image.digest);
+                pushed.push(format!("{}@{}", tag.name(), image.digest));
+            }
+        }
+        if !b.opts.outputs.is_empty() {
+            for l in &blobs {
+                crate::pull::fetch_blob(&b.client, &b.store, cache.repo(), &l.digest).await?;
+            }
+            let d = b
+                .store
+                .put_bytes(&image.bytes)
+                .map_err(Error::oci("store the cached manifest"))?;
+            write_outputs(&b.store, b.opts, &d, image.bytes.len() as u64)?;
+        }
+        eprintln!(
+            "{}",
+            crate::plan::saved_line(cache.image_duration(key).await)
+        );
+    }
+    Ok(BuildResult {
+        manifest_digest: image.digest.clone(),
+        manifest_size: image.bytes.len() as u64,
+        config_digest: m.config.digest.clone(),
+        layers: m.layers.len(),
+        pushed,
+    })
 }

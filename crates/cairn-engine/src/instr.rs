@@ -50,7 +50,15 @@ impl Build<'_> {
         }
     }
 
-    fn config_only(st: &mut StageState, h: History) {
+    /// A config-only instruction: a history line, and the key moves on (so the
+    /// image key covers CMD, LABEL, …).
+    fn config_only(&self, st: &mut StageState, h: History) {
+        let text = h.created_by.clone().unwrap_or_default();
+        st.key = crate::keys::step_key(
+            &st.key,
+            &self.platform.to_string_short(),
+            &serde_json::json!({ "kind": "config", "instruction": text }),
+        );
         st.config.history.push(History {
             empty_layer: Some(true),
             ..h
@@ -90,7 +98,7 @@ impl Build<'_> {
                 for (k, v) in &pairs {
                     env_set(&mut cc.env, k, v);
                 }
-                Self::config_only(st, self.history(format!("ENV {}", pairs_text(&pairs))));
+                self.config_only(st, self.history(format!("ENV {}", pairs_text(&pairs))));
             }
             Instruction::Arg(decls) => {
                 for a in decls {
@@ -110,27 +118,27 @@ impl Build<'_> {
                 for (k, v) in &pairs {
                     cc.labels.insert(k.clone(), v.clone());
                 }
-                Self::config_only(st, self.history(format!("LABEL {}", pairs_text(&pairs))));
+                self.config_only(st, self.history(format!("LABEL {}", pairs_text(&pairs))));
             }
             Instruction::Maintainer(m) => {
                 st.config.author = Some(m.clone());
-                Self::config_only(st, self.history(format!("MAINTAINER {m}")));
+                self.config_only(st, self.history(format!("MAINTAINER {m}")));
             }
             Instruction::User(u) => {
                 cc.user = Some(u.clone());
-                Self::config_only(st, self.history(format!("USER {u}")));
+                self.config_only(st, self.history(format!("USER {u}")));
             }
             Instruction::Cmd(form) => {
                 cc.cmd = Some(argv_of(cc.shell.as_deref(), &form));
                 vars.cmd_set = true;
-                Self::config_only(st, self.history(format!("CMD {}", form_to_json(&form))));
+                self.config_only(st, self.history(format!("CMD {}", form_to_json(&form))));
             }
             Instruction::Entrypoint(form) => {
                 cc.entrypoint = Some(argv_of(cc.shell.as_deref(), &form));
                 if !vars.cmd_set {
                     cc.cmd = None;
                 }
-                Self::config_only(
+                self.config_only(
                     st,
                     self.history(format!("ENTRYPOINT {}", form_to_json(&form))),
                 );
@@ -144,22 +152,22 @@ impl Build<'_> {
                     };
                     cc.exposed_ports.insert(key, serde_json::json!({}));
                 }
-                Self::config_only(st, self.history(format!("EXPOSE {}", ports.join(" "))));
+                self.config_only(st, self.history(format!("EXPOSE {}", ports.join(" "))));
             }
             Instruction::Volume(vols) => {
                 for v in &vols {
                     cc.volumes.insert(v.clone(), serde_json::json!({}));
                 }
-                Self::config_only(st, self.history(format!("VOLUME {}", vols.join(" "))));
+                self.config_only(st, self.history(format!("VOLUME {}", vols.join(" "))));
             }
             Instruction::StopSignal(s) => {
                 cc.stop_signal = Some(s.clone());
-                Self::config_only(st, self.history(format!("STOPSIGNAL {s}")));
+                self.config_only(st, self.history(format!("STOPSIGNAL {s}")));
             }
             Instruction::Shell(argv) => {
                 cc.shell = Some(argv.clone());
                 let text = serde_json::to_string(&argv).unwrap_or_default();
-                Self::config_only(st, self.history(format!("SHELL {text}")));
+                self.config_only(st, self.history(format!("SHELL {text}")));
             }
             Instruction::Healthcheck(h) => {
                 cc.healthcheck = Some(match &h {
@@ -181,7 +189,7 @@ impl Build<'_> {
                     .source
                     .split_once(char::is_whitespace)
                     .map_or("", |x| x.1);
-                Self::config_only(st, self.history(format!("HEALTHCHECK {}", text.trim())));
+                self.config_only(st, self.history(format!("HEALTHCHECK {}", text.trim())));
             }
             Instruction::Onbuild(_) => {
                 // The trigger as written (unexpanded): it is expanded in the child.
@@ -193,14 +201,23 @@ impl Build<'_> {
                     .trim()
                     .to_string();
                 cc.on_build.push(trigger.clone());
-                Self::config_only(st, self.history(format!("ONBUILD {trigger}")));
+                self.config_only(st, self.history(format!("ONBUILD {trigger}")));
             }
             Instruction::Workdir(w) => {
                 let path = clean_abs(&Self::workdir(st), &w);
                 st.config.config.working_dir = Some(path.clone());
                 let h = self.history(format!("WORKDIR {path}"));
-                self.step(st, site, Action::Mkdir { path }, Network::None, vec![], h)
-                    .await?;
+                let material = serde_json::json!({ "kind": "workdir", "path": path });
+                self.step(
+                    st,
+                    site,
+                    Action::Mkdir { path },
+                    Network::None,
+                    vec![],
+                    h,
+                    material,
+                )
+                .await?;
             }
             Instruction::Copy(c) => {
                 let req = crate::copy::CopyRequest {
@@ -256,15 +273,24 @@ impl Build<'_> {
                 }
                 let shell = st.config.config.shell.clone();
                 let mut inputs = Vec::new();
+                let mut mounts_key = Vec::new();
                 for m in &r.mounts {
-                    if let Some(input) = self.run_mount(st, site, m, done).await? {
-                        inputs.push(input);
-                    }
+                    let (input, key) = self.run_mount(st, site, m, done).await?;
+                    inputs.extend(input);
+                    mounts_key.push(key);
                 }
+                let mut script = None;
                 let argv = if r.heredocs.is_empty() {
                     argv_of(shell.as_deref(), &r.command)
                 } else {
-                    self.heredoc_argv(site, shell.as_deref(), &r.command, &r.heredocs, &mut inputs)?
+                    self.heredoc_argv(
+                        site,
+                        shell.as_deref(),
+                        &r.command,
+                        &r.heredocs,
+                        &mut inputs,
+                        &mut script,
+                    )?
                 };
                 let mut env = st.config.config.env.clone();
                 for (k, v) in vars.args.iter() {
@@ -298,7 +324,19 @@ impl Build<'_> {
                     _ => format!("RUN {} # buildkit", argv.join(" ")),
                 };
                 let h = self.history(text);
-                self.step(st, site, Action::Exec(exec), network, inputs, h)
+                let mut env_sorted = exec.env.clone();
+                env_sorted.sort();
+                let material = serde_json::json!({
+                    "kind": "run",
+                    "argv": exec.argv,
+                    "env": env_sorted,
+                    "network": if network == Network::None { "none" } else { "host" },
+                    "user": exec.user,
+                    "workdir": exec.cwd,
+                    "mounts": mounts_key,
+                    "script": script,
+                });
+                self.step(st, site, Action::Exec(exec), network, inputs, h, material)
                     .await?;
             }
         }
@@ -315,6 +353,7 @@ impl Build<'_> {
         command: &CommandForm,
         heredocs: &[cairn_dockerfile::Heredoc],
         inputs: &mut Vec<Input>,
+        script_digest: &mut Option<String>,
     ) -> Result<Vec<String>, Error> {
         let CommandForm::Shell(line) = command else {
             return Err(self.err_at(site.line, "heredocs need the shell form of RUN"));
@@ -330,6 +369,8 @@ impl Build<'_> {
         if only_heredoc {
             let body = heredocs[0].chomped();
             if body.starts_with("#!") {
+                use sha2::Digest as _;
+                *script_digest = Some(hex::encode(sha2::Sha256::digest(body.as_bytes())));
                 let dir = self.scratch_dir("heredoc")?;
                 let script = dir.join("script");
                 std::fs::write(&script, &body).map_err(|e| Error::io("write", &script, e))?;
@@ -362,16 +403,63 @@ impl Build<'_> {
         Ok(argv)
     }
 
-    /// One `RUN --mount` as a sandbox input (`None`: an optional secret not given).
+    /// One `RUN --mount`: the sandbox input (`None`: an optional secret not given,
+    /// or the planning pass) and what the cache key takes from it.
     async fn run_mount(
         &self,
         st: &StageState,
         site: &Site,
         value: &str,
         done: &HashMap<usize, StageState>,
-    ) -> Result<Option<Input>, Error> {
+    ) -> Result<(Option<Input>, serde_json::Value), Error> {
         let m = parse_mount(value).map_err(|e| self.err_at(site.line, e))?;
         let target = clean_abs(&Self::workdir(st), m.target.as_deref().unwrap_or("/"));
+        let mut key = serde_json::json!({
+            "type": format!("{:?}", m.kind).to_lowercase(),
+            "target": target,
+            "id": m.id,
+            "source": m.source,
+            "mode": m.mode,
+            "uid": m.uid,
+            "gid": m.gid,
+            "size": m.size,
+            "required": m.required,
+        });
+        if m.kind == MountKind::Bind {
+            let sub = m.source.clone().unwrap_or_else(|| "/".into());
+            key["from"] = serde_json::Value::String(match &m.from {
+                Some(from) => {
+                    self.source_identity(site.stage, from, done, site.line)
+                        .await?
+                }
+                None => {
+                    let rel = crate::stage::context_relative(&sub).unwrap_or_else(|| ".".into());
+                    let ignore = &self.ignore;
+                    format!(
+                        "context:{}",
+                        crate::keys::tree_digest(&self.context, &rel, &|p| ignore.ignores(p))
+                            .map_err(
+                                |e| self.err_at(site.line, format!("mount source `{sub}`: {e}"))
+                            )?
+                    )
+                }
+            });
+        }
+        if st.planning {
+            return Ok((None, key));
+        }
+        let input = self.mount_input(st, site, m, target, done).await?;
+        Ok((input, key))
+    }
+
+    async fn mount_input(
+        &self,
+        _st: &StageState,
+        site: &Site,
+        m: crate::mounts::MountSpec,
+        target: String,
+        done: &HashMap<usize, StageState>,
+    ) -> Result<Option<Input>, Error> {
         match m.kind {
             MountKind::Tmpfs => Ok(Some(Input {
                 source: InputSource::Tmpfs { size: m.size },
@@ -447,7 +535,9 @@ impl Build<'_> {
                 let sub = m.source.clone().unwrap_or_else(|| "/".into());
                 let (source, is_file) = match &m.from {
                     Some(from) => {
-                        let layers = self.from_layers(site.stage, from, done, site.line).await?;
+                        let layers = self
+                            .source_layers(site.stage, from, done, site.line)
+                            .await?;
                         let rel = sub.trim_start_matches('/');
                         let is_file = layers
                             .iter()

@@ -16,14 +16,17 @@
 //! The engine must run inside the build user namespace
 //! (`cairn_sandbox::userns::enter_build_namespace`), which the CLI enters first.
 
+mod cache;
 mod copy;
 mod dockerignore;
 mod error;
 mod export;
 mod fetch;
 mod instr;
+mod keys;
 mod mounts;
 mod options;
+mod plan;
 mod platform;
 mod pull;
 mod stage;
@@ -32,6 +35,7 @@ mod time;
 
 pub use error::Error;
 pub use export::BuildResult;
+pub use keys::{KEY_SCHEME, StepKey};
 pub use options::{BuildOptions, Output, SecretSource};
 pub use platform::Platform;
 pub use state::StateDir;

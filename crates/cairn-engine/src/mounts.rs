@@ -50,7 +50,7 @@ fn boolean(key: &str, v: Option<&str>) -> Result<bool, String> {
     }
 }
 
-fn number<T: std::str::FromStr>(key: &str, v: Option<&str>, radix8: bool) -> Result<T, String>
+fn number<T>(key: &str, v: Option<&str>, radix8: bool) -> Result<T, String>
 where
     T: TryFrom<u64>,
 {

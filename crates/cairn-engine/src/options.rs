@@ -105,4 +105,12 @@ pub struct BuildOptions {
     pub secrets: BTreeMap<String, SecretSource>,
     /// An extra CA certificate (PEM) trusted for ADD downloads.
     pub ca_cert: Option<PathBuf>,
+    /// The registry cache repository (`--cache-repo`).
+    pub cache_repo: Option<Reference>,
+    /// Read the cache, never write it (`--cache-readonly`).
+    pub cache_readonly: bool,
+    /// Dry run: succeed only if everything is cached (`--cached-only`).
+    pub cached_only: bool,
+    /// Print, per step, hit or miss and why (`--explain`).
+    pub explain: bool,
 }

@@ -28,15 +28,18 @@ pub struct LayerDesc {
     pub source: Option<Reference>,
 }
 
-/// A resolved, unpacked base image.
+/// A base image resolved to its platform manifest: config and layer list, nothing
+/// downloaded beyond the manifest and the config.
 #[derive(Debug, Clone)]
 pub struct BaseImage {
+    /// Where it came from.
+    pub reference: Reference,
+    /// Digest of the platform manifest (what cache keys use).
+    pub manifest_digest: Digest,
     /// Its config.
     pub config: ImageConfig,
     /// Its layers.
     pub layers: Vec<LayerDesc>,
-    /// The unpacked root (None when the image has no layers).
-    pub snapshot: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,11 +96,10 @@ pub fn chain_id(diff_ids: &[Digest]) -> Option<Digest> {
     Digest::from_str(&chain).ok()
 }
 
-/// Resolves, fetches and unpacks `reference` for `platform`.
-pub async fn pull(
+/// Resolves `reference` for `platform`: manifest (through an index) and config.
+pub async fn resolve(
     client: &Client,
     store: &ContentStore,
-    state: &StateDir,
     reference: &Reference,
     platform: &Platform,
 ) -> Result<BaseImage, Error> {
@@ -171,21 +173,40 @@ pub async fn pull(
             source: Some(reference.clone()),
         });
     }
-    futures_util::future::try_join_all(
-        layers
-            .iter()
-            .map(|l| fetch_blob(client, store, reference, &l.digest)),
-    )
-    .await?;
-    let snapshot = unpack(store, state, &layers).await?;
     Ok(BaseImage {
+        reference: reference.clone(),
+        manifest_digest: fetched.digest.clone(),
         config,
         layers,
-        snapshot,
     })
 }
 
-async fn fetch_blob(
+/// Downloads the image's layers (concurrently, verified) and unpacks them into a
+/// snapshot keyed by chain id; `None` for an image without layers.
+pub async fn unpack_image(
+    client: &Client,
+    store: &ContentStore,
+    state: &StateDir,
+    image: &BaseImage,
+) -> Result<Option<PathBuf>, Error> {
+    let diff_ids: Vec<Digest> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
+    if let Some(chain) = chain_id(&diff_ids)
+        && state.snapshots().join(chain.digest()).is_dir()
+    {
+        return Ok(Some(state.snapshots().join(chain.digest())));
+    }
+    futures_util::future::try_join_all(
+        image
+            .layers
+            .iter()
+            .map(|l| fetch_blob(client, store, &image.reference, &l.digest)),
+    )
+    .await?;
+    unpack(store, state, &image.layers).await
+}
+
+/// Downloads a blob into the store unless it is there (verified against its digest).
+pub async fn fetch_blob(
     client: &Client,
     store: &ContentStore,
     reference: &Reference,

@@ -14,8 +14,10 @@ use cairn_oci::{ContentStore, History, ImageConfig, LayerOptions, SourceKind};
 use cairn_registry::{Client, ClientOptions, Reference};
 use cairn_sandbox::{Action, Input, Network, StepDirs, StepOutcome, StepSpec};
 
+use crate::cache::{EntryMeta, LayerRecord, RegistryCache};
 use crate::dockerignore::DockerIgnore;
 use crate::export::{self, BuildResult};
+use crate::keys::{StepKey, base_key, step_key};
 use crate::pull::{self, BaseImage, LayerDesc};
 use crate::state::{ScratchDir, remove_all};
 use crate::{BuildOptions, Error, Platform};
@@ -24,13 +26,43 @@ use crate::{BuildOptions, Error, Platform};
 pub(crate) const DEFAULT_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// A read-only layer of a stage's root, unpacked only when a step needs it.
+#[derive(Debug, Clone)]
+pub(crate) enum Lower {
+    /// A directory: a step's upper dir or an unpacked snapshot.
+    Dir(PathBuf),
+    /// A base image, unpacked on first use.
+    Image(Arc<BaseImage>),
+    /// A layer from the cache, applied on first use.
+    Cached {
+        /// The key of the step that made it.
+        key: StepKey,
+        /// The layer.
+        layer: LayerRecord,
+    },
+}
+
 /// The image a stage is building, as it goes.
 #[derive(Debug, Clone)]
 pub(crate) struct StageState {
     pub config: ImageConfig,
     pub layers: Vec<LayerDesc>,
-    /// Read-only dirs for the next step, topmost first.
-    pub lowers: Vec<PathBuf>,
+    /// Read-only layers for the next step, topmost first.
+    pub lowers: Vec<Lower>,
+    /// The cache key of everything so far.
+    pub key: StepKey,
+    /// The planning pass: compute keys, run nothing.
+    pub planning: bool,
+}
+
+/// A step as the planning pass saw it.
+#[derive(Debug, Clone)]
+pub(crate) struct PlannedStep {
+    pub key: StepKey,
+    pub label: String,
+    pub line: usize,
+    pub source: String,
+    pub inputs: BTreeMap<String, String>,
 }
 
 /// Per-stage variables while its instructions run.
@@ -62,9 +94,31 @@ pub(crate) struct Build<'a> {
     pub context: PathBuf,
     pub ignore: DockerIgnore,
     pub global: BTreeMap<String, String>,
+    pub cache: Option<RegistryCache>,
     steps: AtomicUsize,
-    started: Instant,
+    pub started: Instant,
     images: tokio::sync::Mutex<HashMap<String, Arc<BaseImage>>>,
+    /// ADD URLs downloaded in this build.
+    pub downloads: tokio::sync::Mutex<HashMap<String, PathBuf>>,
+    /// Unpacked lowers, by image manifest digest or cache key.
+    unpacked: tokio::sync::Mutex<HashMap<String, PathBuf>>,
+    /// Steps seen by the planning pass, in order.
+    pub planned: std::sync::Mutex<Vec<PlannedStep>>,
+    /// Cache entries found for planned keys.
+    pub hits: std::sync::OnceLock<HashMap<StepKey, EntryMeta>>,
+    /// Cache entries found unusable during this build.
+    bad: std::sync::Mutex<std::collections::HashSet<StepKey>>,
+    /// Report counters.
+    pub stats: Stats,
+}
+
+/// Counters for the end-of-build report.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub hits: AtomicUsize,
+    pub misses: AtomicUsize,
+    pub saved_ms: std::sync::atomic::AtomicU64,
+    pub pulled_bytes: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) fn loc_err<T>(df: &Dockerfile, l: &Located<T>, message: impl Into<String>) -> Error {
@@ -174,6 +228,10 @@ impl<'a> Build<'a> {
         .map_err(Error::registry("set up the registry client"))?;
         let http = crate::fetch::http_client(opts.ca_cert.as_deref())?;
         let scratch = ScratchDir::create(&opts.state.tmp(), "build")?;
+        let cache = opts
+            .cache_repo
+            .as_ref()
+            .map(|repo| RegistryCache::new(client.clone(), repo.clone(), opts.cache_readonly));
         let mut b = Build {
             opts,
             df,
@@ -185,9 +243,16 @@ impl<'a> Build<'a> {
             context,
             ignore,
             global: BTreeMap::new(),
+            cache,
             steps: AtomicUsize::new(0),
             started: Instant::now(),
             images: tokio::sync::Mutex::new(HashMap::new()),
+            unpacked: tokio::sync::Mutex::new(HashMap::new()),
+            downloads: tokio::sync::Mutex::new(HashMap::new()),
+            planned: std::sync::Mutex::new(Vec::new()),
+            hits: std::sync::OnceLock::new(),
+            stats: Stats::default(),
+            bad: std::sync::Mutex::new(std::collections::HashSet::new()),
         };
         b.global = b.global_args()?;
         let target = match &opts.target {
@@ -208,11 +273,33 @@ impl<'a> Build<'a> {
             }
             i += 1;
         }
+        // Pass 1: every key, before anything runs.
+        let planned = b.schedule(&needed, target, true).await?;
+        let final_key = planned.key.clone();
+        if let crate::plan::AfterPlan::Done(result) =
+            crate::plan::after_planning(&b, &final_key).await?
+        {
+            return Ok(result);
+        }
+        // Pass 2: build what the cache does not have.
+        let state = b.schedule(&needed, target, false).await?;
+        let result = export::finish(&b, state, &final_key).await?;
+        crate::plan::report(&b, &result);
+        Ok(result)
+    }
+
+    /// Builds (or plans) the needed stages in waves of independent stages.
+    async fn schedule(
+        &self,
+        needed: &[usize],
+        target: usize,
+        planning: bool,
+    ) -> Result<StageState, Error> {
         let mut done: HashMap<usize, StageState> = HashMap::new();
         while !done.contains_key(&target) {
             let mut ready = Vec::new();
-            for &s in &needed {
-                if !done.contains_key(&s) && b.deps(s)?.iter().all(|d| done.contains_key(d)) {
+            for &s in needed {
+                if !done.contains_key(&s) && self.deps(s)?.iter().all(|d| done.contains_key(d)) {
                     ready.push(s);
                 }
             }
@@ -221,13 +308,15 @@ impl<'a> Build<'a> {
                     "the stages depend on each other in a cycle".into(),
                 ));
             }
-            let built =
-                futures_util::future::try_join_all(ready.iter().map(|&s| b.stage(s, &done)))
-                    .await?;
+            let built = futures_util::future::try_join_all(
+                ready
+                    .iter()
+                    .map(|&s| self.stage_retrying(s, &done, planning)),
+            )
+            .await?;
             done.extend(ready.into_iter().zip(built));
         }
-        let state = done.remove(&target).expect("target built");
-        export::finish(&b.client, &b.store, b.opts, state).await
+        Ok(done.remove(&target).expect("target built"))
     }
 
     /// Prints a build-log line with the time since the build started.
@@ -329,7 +418,7 @@ impl<'a> Build<'a> {
         }
     }
 
-    /// Pulls (once per build) and unpacks an image.
+    /// Resolves (once per build) an image: manifest and config, no layers.
     pub async fn image(&self, reference: &str, line: usize) -> Result<Arc<BaseImage>, Error> {
         let mut images = self.images.lock().await;
         if let Some(i) = images.get(reference) {
@@ -338,43 +427,193 @@ impl<'a> Build<'a> {
         let parsed: Reference = reference
             .parse()
             .map_err(|e| self.err_at(line, format!("invalid image `{reference}`: {e}")))?;
-        let image = pull::pull(
-            &self.client,
-            &self.store,
-            &self.opts.state,
-            &parsed,
-            &self.platform,
-        )
-        .await
-        .map_err(|e| self.err_at(line, e.to_string()))?;
+        let image = pull::resolve(&self.client, &self.store, &parsed, &self.platform)
+            .await
+            .map_err(|e| self.err_at(line, e.to_string()))?;
         let image = Arc::new(image);
         images.insert(reference.to_string(), image.clone());
         Ok(image)
     }
 
-    /// The read-only view of a stage or image named by `--from`.
-    pub async fn from_layers(
+    /// The cache-key identity of what `--from` names: a stage's key or an
+    /// image's manifest digest.
+    pub async fn source_identity(
+        &self,
+        stage: usize,
+        from: &str,
+        done: &HashMap<usize, StageState>,
+        line: usize,
+    ) -> Result<String, Error> {
+        if let Some(dep) = self.stage_ref(stage, from) {
+            let st = done
+                .get(&dep)
+                .ok_or_else(|| self.err_at(line, format!("stage `{from}` is not built")))?;
+            return Ok(format!("stage:{}", st.key));
+        }
+        Ok(format!(
+            "image:{}",
+            self.image(from, line).await?.manifest_digest
+        ))
+    }
+
+    /// The read-only view of a stage or image named by `--from`, unpacked.
+    pub async fn source_layers(
         &self,
         stage: usize,
         from: &str,
         done: &HashMap<usize, StageState>,
         line: usize,
     ) -> Result<Vec<PathBuf>, Error> {
-        if let Some(dep) = self.stage_ref(stage, from) {
-            return Ok(done
-                .get(&dep)
+        let lowers = if let Some(dep) = self.stage_ref(stage, from) {
+            done.get(&dep)
                 .ok_or_else(|| self.err_at(line, format!("stage `{from}` is not built")))?
                 .lowers
-                .clone());
+                .clone()
+        } else {
+            vec![Lower::Image(self.image(from, line).await?)]
+        };
+        self.materialize(&lowers, line).await
+    }
+
+    /// Makes every lower a directory: unpacks base images and applies cached
+    /// layers (each on top of the ones below it), once per build; returns them
+    /// topmost first.
+    pub async fn materialize(&self, lowers: &[Lower], line: usize) -> Result<Vec<PathBuf>, Error> {
+        let mut dirs: Vec<PathBuf> = Vec::new(); // bottom first
+        for lower in lowers.iter().rev() {
+            let dir = match lower {
+                Lower::Dir(p) => p.clone(),
+                Lower::Image(img) => {
+                    let id = img.manifest_digest.to_string();
+                    let mut memo = self.unpacked.lock().await;
+                    if let Some(p) = memo.get(&id) {
+                        p.clone()
+                    } else {
+                        let Some(p) =
+                            pull::unpack_image(&self.client, &self.store, &self.opts.state, img)
+                                .await
+                                .map_err(|e| self.err_at(line, e.to_string()))?
+                        else {
+                            continue;
+                        };
+                        memo.insert(id, p.clone());
+                        p
+                    }
+                }
+                Lower::Cached { key, layer } => {
+                    let mut memo = self.unpacked.lock().await;
+                    if let Some(p) = memo.get(key.hex()) {
+                        p.clone()
+                    } else {
+                        let p = self.apply_cached(key, layer, &dirs, line).await?;
+                        memo.insert(key.hex().to_string(), p.clone());
+                        p
+                    }
+                }
+            };
+            dirs.push(dir);
         }
-        let image = self.image(from, line).await?;
-        Ok(image.snapshot.iter().cloned().collect())
+        dirs.reverse();
+        Ok(dirs)
+    }
+
+    /// Downloads a cached layer and applies it in a sandbox over `below` (bottom
+    /// first): the upper dir is the layer in overlay form.
+    async fn apply_cached(
+        &self,
+        key: &StepKey,
+        layer: &LayerRecord,
+        below: &[PathBuf],
+        line: usize,
+    ) -> Result<PathBuf, Error> {
+        let cache = self
+            .cache
+            .as_ref()
+            .expect("cached layers come from a cache");
+        let digest: cairn_oci::Digest = layer
+            .digest
+            .parse()
+            .map_err(|e| Error::Image(format!("cache entry {}: bad digest: {e}", key.tag())))?;
+        if !self.store.contains(&digest) {
+            pull::fetch_blob(&self.client, &self.store, cache.repo(), &digest)
+                .await
+                .map_err(|e| Error::CacheCorrupt {
+                    key: key.hex().to_string(),
+                    reason: e.to_string(),
+                })?;
+            self.stats
+                .pulled_bytes
+                .fetch_add(layer.size, Ordering::Relaxed);
+        }
+        let dir = self.scratch_dir("cached")?;
+        let blob = self.store.blob_path(&digest);
+        let spec = StepSpec {
+            lowers: below.iter().rev().cloned().collect(),
+            dirs: StepDirs::under(&dir),
+            hostname: "cairn".into(),
+            network: Network::None,
+            inputs: vec![Input {
+                source: cairn_sandbox::InputSource::Host(blob),
+                subpath: None,
+                target: format!("{}/layer", cairn_sandbox::INPUT_ROOT),
+                is_file: true,
+                readonly: true,
+            }],
+            action: Action::ApplyLayer {
+                blob: format!("{}/layer", cairn_sandbox::INPUT_ROOT),
+            },
+        };
+        let log = |_s: cairn_sandbox::Stream, l: &str| eprintln!("  apply | {l}");
+        match cairn_sandbox::run_step(&spec, &log, None).await {
+            Ok(StepOutcome::Exited(0)) => {}
+            other => {
+                return Err(self.err_at(
+                    line,
+                    format!("cannot apply cached layer {digest}: {other:?}"),
+                ));
+            }
+        }
+        for d in [
+            &spec.dirs.work,
+            &spec.dirs.rootfs,
+            &spec.dirs.scaffold,
+            &spec.dirs.provided,
+            &spec.dirs.staging,
+        ] {
+            remove_all(d).map_err(|e| Error::io("remove", d, e))?;
+        }
+        Ok(spec.dirs.upper)
+    }
+
+    /// A stage; rebuilt without an entry when that cache entry turns out to be
+    /// corrupt or incomplete.
+    async fn stage_retrying(
+        &self,
+        index: usize,
+        done: &HashMap<usize, StageState>,
+        planning: bool,
+    ) -> Result<StageState, Error> {
+        let limit = self.planned.lock().expect("not poisoned").len() + 2;
+        for _ in 0..limit {
+            match self.stage(index, done, planning).await {
+                Err(Error::CacheCorrupt { key, reason }) => {
+                    tracing::warn!("ignoring cache entry {key} ({reason}); rebuilding its step");
+                    eprintln!("warning: ignoring cache entry {key}: {reason}; rebuilding");
+                    if let Some(k) = StepKey::from_hex(&key) {
+                        self.bad.lock().expect("not poisoned").insert(k);
+                    }
+                }
+                other => return other,
+            }
+        }
+        self.stage(index, done, planning).await
     }
 
     async fn stage(
         &self,
         index: usize,
         done: &HashMap<usize, StageState>,
+        planning: bool,
     ) -> Result<StageState, Error> {
         let stage = &self.df.stages[index];
         let label = self.stage_label(index);
@@ -393,11 +632,17 @@ impl<'a> Build<'a> {
             );
         }
         let image = from.image.clone();
-        self.log(format_args!("[{label}] FROM {image}"));
+        if !planning {
+            self.log(format_args!("[{label}] FROM {image}"));
+        }
+        let platform = self.platform.to_string_short();
         let mut state = if let Some(dep) = self.stage_ref(index, &image) {
-            done.get(&dep)
+            let mut st = done
+                .get(&dep)
                 .cloned()
-                .expect("dependencies are built first")
+                .expect("dependencies are built first");
+            st.key = base_key(&format!("stage:{}", st.key), &platform);
+            st
         } else if image == "scratch" {
             StageState {
                 config: ImageConfig {
@@ -408,15 +653,20 @@ impl<'a> Build<'a> {
                 },
                 layers: vec![],
                 lowers: vec![],
+                key: base_key("scratch", &platform),
+                planning,
             }
         } else {
             let base = self.image(&image, stage.from.line).await?;
             StageState {
                 config: base.config.clone(),
                 layers: base.layers.clone(),
-                lowers: base.snapshot.iter().cloned().collect(),
+                key: base_key(&format!("image:{}", base.manifest_digest), &platform),
+                lowers: vec![Lower::Image(base)],
+                planning,
             }
         };
+        state.planning = planning;
         let mut vars = StageVars::default();
         // ONBUILD triggers of the base run first, then are gone from the image.
         let triggers = std::mem::take(&mut state.config.config.on_build);
@@ -434,7 +684,9 @@ impl<'a> Build<'a> {
                     line: stage.from.line,
                     source: format!("ONBUILD {}", ins.source),
                 };
-                self.log(format_args!("[{label} onbuild] {}", shorten(&ins.source)));
+                if !planning {
+                    self.log(format_args!("[{label} onbuild] {}", shorten(&ins.source)));
+                }
                 self.instruction(&mut state, &mut vars, &site, &ins.node, done)
                     .await?;
             }
@@ -446,15 +698,19 @@ impl<'a> Build<'a> {
                 line: ins.line,
                 source: ins.source.clone(),
             };
-            self.log(format_args!(
-                "[{label} {}/{total}] {}",
-                i + 1,
-                shorten(&ins.source)
-            ));
+            if !planning {
+                self.log(format_args!(
+                    "[{label} {}/{total}] {}",
+                    i + 1,
+                    shorten(&ins.source)
+                ));
+            }
             self.instruction(&mut state, &mut vars, &site, &ins.node, done)
                 .await?;
         }
-        self.log(format_args!("[{label}] done"));
+        if !planning {
+            self.log(format_args!("[{label}] done"));
+        }
         Ok(state)
     }
 
@@ -466,7 +722,11 @@ impl<'a> Build<'a> {
         Ok(dir)
     }
 
-    /// Runs one step in the sandbox and turns its upper dir into a layer.
+    /// One sandboxed step: keyed by `material` after the stage's key so far; in
+    /// the planning pass only recorded; a cache hit reuses the entry's layer
+    /// (unpacked only if a later step needs it); otherwise it runs in the sandbox,
+    /// its upper dir becomes a layer and, with a writable cache, an entry.
+    #[allow(clippy::too_many_arguments)]
     pub async fn step(
         &self,
         st: &mut StageState,
@@ -475,17 +735,68 @@ impl<'a> Build<'a> {
         network: Network,
         inputs: Vec<Input>,
         history: History,
+        material: serde_json::Value,
     ) -> Result<(), Error> {
+        let key = step_key(&st.key, &self.platform.to_string_short(), &material);
+        let label = self.stage_label(site.stage);
+        if st.planning {
+            let inputs = crate::plan::input_digests(&st.key, &material);
+            self.planned
+                .lock()
+                .expect("not poisoned")
+                .push(PlannedStep {
+                    key: key.clone(),
+                    label,
+                    line: site.line,
+                    source: site.source.clone(),
+                    inputs,
+                });
+            st.key = key;
+            return Ok(());
+        }
+        let bad = self.bad.lock().expect("not poisoned").contains(&key);
+        if let Some(entry) = self.hits.get().and_then(|h| h.get(&key)).filter(|_| !bad) {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .saved_ms
+                .fetch_add(entry.duration_ms, Ordering::Relaxed);
+            self.log(format_args!("[{label}] CACHED {}", shorten(&site.source)));
+            st.key = key.clone();
+            match &entry.layer {
+                None => st.config.history.push(History {
+                    empty_layer: Some(true),
+                    ..history
+                }),
+                Some(l) => {
+                    let desc = crate::plan::layer_desc(l, self.cache.as_ref())?;
+                    st.config.rootfs.diff_ids.push(desc.diff_id.clone());
+                    st.layers.push(desc);
+                    st.config.history.push(history);
+                    st.lowers.insert(
+                        0,
+                        Lower::Cached {
+                            key,
+                            layer: l.clone(),
+                        },
+                    );
+                }
+            }
+            return Ok(());
+        }
+        if self.cache.is_some() {
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        }
+        let started = Instant::now();
+        let lowers = self.materialize(&st.lowers, site.line).await?;
         let dir = self.scratch_dir("step")?;
         let spec = StepSpec {
-            lowers: st.lowers.clone(),
+            lowers,
             dirs: StepDirs::under(&dir),
             hostname: "cairn".into(),
             network,
             inputs,
             action,
         };
-        let label = self.stage_label(site.stage);
         let log = |_s: cairn_sandbox::Stream, line: &str| eprintln!("  {label} | {line}");
         let outcome = cairn_sandbox::run_step(&spec, &log, self.opts.step_timeout)
             .await
@@ -522,18 +833,43 @@ impl<'a> Build<'a> {
             remove_all(d).map_err(|e| Error::io("remove", d, e))?;
         }
         let upper = spec.dirs.upper.clone();
-        if cairn_oci::layer_is_empty(&upper).map_err(Error::oci("read the step's changes"))? {
-            st.config.history.push(History {
-                empty_layer: Some(true),
-                ..history
-            });
-            return Ok(());
+        let layer =
+            if cairn_oci::layer_is_empty(&upper).map_err(Error::oci("read the step's changes"))? {
+                st.config.history.push(History {
+                    empty_layer: Some(true),
+                    ..history.clone()
+                });
+                None
+            } else {
+                let layer = self.write_layer(&upper)?;
+                st.config.rootfs.diff_ids.push(layer.diff_id.clone());
+                st.layers.push(layer.clone());
+                st.config.history.push(history.clone());
+                st.lowers.insert(0, Lower::Dir(upper));
+                Some(layer)
+            };
+        if let Some(cache) = &self.cache {
+            let meta = EntryMeta {
+                scheme: "cairn-cache-entry/v1".into(),
+                key: key.hex().to_string(),
+                layer: layer.as_ref().map(|l| LayerRecord {
+                    media_type: l.media_type.clone(),
+                    digest: l.digest.to_string(),
+                    size: l.size,
+                    diff_id: l.diff_id.to_string(),
+                }),
+                created_by: history.created_by.clone().unwrap_or_default(),
+                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                inputs: crate::plan::input_digests(&st.key, &material),
+            };
+            let path = layer.as_ref().map(|l| self.store.blob_path(&l.digest));
+            if let Err(e) = cache.put(&key, &meta, path.as_deref(), &self.store).await {
+                tracing::warn!("could not write the cache entry of line {}: {e}", site.line);
+            } else if !cache.readonly {
+                crate::plan::record_position(cache, &label, site, &key).await;
+            }
         }
-        let layer = self.write_layer(&upper)?;
-        st.config.rootfs.diff_ids.push(layer.diff_id.clone());
-        st.layers.push(layer);
-        st.config.history.push(history);
-        st.lowers.insert(0, upper);
+        st.key = key;
         Ok(())
     }
 

@@ -96,16 +96,22 @@ impl ScratchDir {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0);
-            let path = parent.join(format!("{prefix}-{pid}-{nanos:x}-{n}"));
-            match std::fs::create_dir(&path) {
+            let name = format!("{prefix}-{pid}-{nanos:x}-{n}");
+            // Made under a name recovery ignores, locked, then renamed: another
+            // build's recovery can never take it between mkdir and flock.
+            let fresh = parent.join(format!(".new-{name}"));
+            match std::fs::create_dir(&fresh) {
                 Ok(()) => {
-                    let _lock = try_lock(&path).ok_or_else(|| {
-                        Error::Usage(format!("cannot lock scratch dir `{}`", path.display()))
-                    })?;
+                    let Some(_lock) = try_lock(&fresh) else {
+                        continue; // removed by a concurrent recovery: take another name
+                    };
+                    let path = parent.join(&name);
+                    std::fs::rename(&fresh, &path)
+                        .map_err(|e| Error::io("rename scratch dir", &path, e))?;
                     return Ok(ScratchDir { path, _lock });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::io("create scratch dir", &path, e)),
+                Err(e) => return Err(Error::io("create scratch dir", &fresh, e)),
             }
         }
         Err(Error::Usage(format!(
@@ -137,7 +143,8 @@ pub fn recover_stale(parent: &Path) {
     };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        let scratch = name.starts_with("build-") || name.starts_with(".unpack-");
+        let scratch =
+            name.starts_with("build-") || name.starts_with(".unpack-") || name.starts_with(".new-");
         if scratch && try_lock(&e.path()).is_some() {
             tracing::info!("removing `{}` left by a killed build", e.path().display());
             let _ = remove_all(&e.path());

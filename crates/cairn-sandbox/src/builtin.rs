@@ -219,3 +219,12 @@ impl Copier<'_> {
         }
     }
 }
+
+/// Applies a layer blob onto `/` (whiteouts delete, through the overlay).
+pub fn apply_layer(blob: &Path) -> Result<(), String> {
+    let file = fs::File::open(blob).map_err(|e| err("open layer", blob, e))?;
+    let reader = cairn_oci::open_layer_reader(file).map_err(|e| e.to_string())?;
+    cairn_oci::apply_layer(reader, Path::new("/"), &cairn_oci::ApplyOptions::default())
+        .map(drop)
+        .map_err(|e| format!("apply layer: {e}"))
+}

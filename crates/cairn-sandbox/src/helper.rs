@@ -168,6 +168,10 @@ fn pid1(spec: &StepSpec) -> Status {
             Ok(()) => Status::Exited(0),
             Err(e) => Status::ActionFailed(e),
         },
+        Action::ApplyLayer { blob } => match builtin::apply_layer(Path::new(blob)) {
+            Ok(()) => Status::Exited(0),
+            Err(e) => Status::ActionFailed(e),
+        },
     }
 }
 

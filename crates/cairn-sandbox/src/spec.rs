@@ -142,6 +142,12 @@ pub enum Action {
         /// Absolute path inside the image.
         path: String,
     },
+    /// Apply an image layer (a tar blob under an input) onto `/`: turns a cached
+    /// layer into an overlay upper dir, whiteouts included, for the next step.
+    ApplyLayer {
+        /// Absolute sandbox path of the layer blob.
+        blob: String,
+    },
 }
 
 /// One step of a build, as the sandbox runs it.

@@ -377,7 +377,7 @@ fn config_yaml(addr: SocketAddr, storage: &Path) -> String {
     let root = format!("{:?}", storage.display().to_string());
     format!(
         "version: 0.1\n\
-         log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+         log:\n  level: warn\n  accesslog:\n    disabled: false\n\
          storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n  \
          maintenance:\n    uploadpurging:\n      enabled: false\n\
          http:\n  addr: {addr}\n  headers:\n    X-Content-Type-Options: [nosniff]\n"

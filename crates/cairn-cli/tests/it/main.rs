@@ -2,6 +2,7 @@
 //! (`docker-registry`), checked with independent tools (skopeo, umoci).
 
 mod build;
+mod cache;
 mod debian;
 mod frontend_build;
 mod isolation;

@@ -1,0 +1,223 @@
+//! Between the planning pass and the build: the full-hit fast path, concurrent
+//! lookups of every planned key, `--cached-only`, `--explain`, and the report.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+
+use cairn_oci::Digest;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use crate::Error;
+use crate::cache::{EntryMeta, LayerRecord, RegistryCache};
+use crate::export::BuildResult;
+use crate::keys::StepKey;
+use crate::pull::LayerDesc;
+use crate::stage::{Build, Site};
+
+/// What the planning pass decided.
+#[derive(Debug)]
+pub(crate) enum AfterPlan {
+    /// Build (the cache lookups are in `Build::hits`).
+    Build,
+    /// Nothing to build: the result is final.
+    Done(BuildResult),
+}
+
+/// Digests of the parts of a step's key material, for `--explain`.
+pub(crate) fn input_digests(parent: &StepKey, material: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    out.insert("parent".to_string(), parent.hex().to_string());
+    if let Some(obj) = material.as_object() {
+        for (k, v) in obj {
+            let bytes = cairn_oci::canonical_json(v).unwrap_or_default();
+            out.insert(
+                k.clone(),
+                hex::encode(Sha256::digest(&bytes))[..16].to_string(),
+            );
+        }
+    }
+    out
+}
+
+/// What explains a miss: the inputs that differ from the nearest entry.
+fn explain(now: &BTreeMap<String, String>, before: &BTreeMap<String, String>) -> String {
+    let changed: Vec<&str> = now
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    match changed.as_slice() {
+        [] => "same inputs as the last build here (the entry was removed?)".into(),
+        ["parent"] => "an earlier step changed".into(),
+        c => format!(
+            "changed: {}",
+            c.iter()
+                .filter(|k| **k != "parent")
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The tag that points at the latest entry for a step's position (a hint for
+/// `--explain`, never used to decide a hit).
+fn position_tag(label: &str, line: usize) -> String {
+    let h = hex::encode(Sha256::digest(format!("{label}\0{line}").as_bytes()));
+    format!("cairn-v1-pos-{}", &h[..32])
+}
+
+/// Points the position tag of a step at its entry.
+pub(crate) async fn record_position(
+    cache: &RegistryCache,
+    label: &str,
+    site: &Site,
+    key: &StepKey,
+) {
+    let _ = cache.retag(key, &position_tag(label, site.line)).await;
+}
+
+/// A cached layer as a manifest layer (its blob lives in the cache repository).
+pub(crate) fn layer_desc(
+    l: &LayerRecord,
+    cache: Option<&RegistryCache>,
+) -> Result<LayerDesc, Error> {
+    let parse = |s: &str| -> Result<Digest, Error> {
+        s.parse()
+            .map_err(|e| Error::Image(format!("cache entry: bad digest {s:?}: {e}")))
+    };
+    Ok(LayerDesc {
+        media_type: l.media_type.clone(),
+        digest: parse(&l.digest)?,
+        size: l.size,
+        diff_id: parse(&l.diff_id)?,
+        source: cache.map(|c| c.repo().clone()),
+    })
+}
+
+fn human(ms: u64) -> String {
+    let s = ms / 1000;
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}.{:01}s", s, (ms % 1000) / 100)
+    }
+}
+
+/// After planning: the full-hit fast path, or the lookups of every step.
+pub(crate) async fn after_planning(b: &Build<'_>, final_key: &StepKey) -> Result<AfterPlan, Error> {
+    let Some(cache) = &b.cache else {
+        if b.opts.cached_only {
+            return Err(Error::Usage("--cached-only needs --cache-repo".into()));
+        }
+        let _ = b.hits.set(HashMap::new());
+        return Ok(AfterPlan::Build);
+    };
+    if let Some(image) = cache.get_image(final_key).await? {
+        if b.opts.cached_only {
+            println!(
+                "CAIRN_CACHED_IMAGE={}@{}",
+                cache.repo().name(),
+                image.digest
+            );
+            return Ok(AfterPlan::Done(
+                crate::export::from_cache(b, cache, final_key, image, false).await?,
+            ));
+        }
+        return Ok(AfterPlan::Done(
+            crate::export::from_cache(b, cache, final_key, image, true).await?,
+        ));
+    }
+    let planned = b.planned.lock().expect("not poisoned").clone();
+    // Every key at once (bounded), in any order: keys never depend on outputs.
+    use futures_util::StreamExt;
+    let found: Vec<(StepKey, Option<EntryMeta>)> =
+        futures_util::stream::iter(planned.iter().map(|p| p.key.clone()))
+            .map(|k| async move {
+                let r = cache.get(&k).await;
+                (k, r)
+            })
+            .buffer_unordered(8)
+            .map(|(k, r)| r.map(|m| (k, m)))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+    let hits: HashMap<StepKey, EntryMeta> = found
+        .into_iter()
+        .filter_map(|(k, m)| m.map(|m| (k, m)))
+        .collect();
+    if b.opts.explain || b.opts.cached_only {
+        for p in &planned {
+            let line = format!(
+                "{}:{} [{}] {}",
+                b.df.file_name,
+                p.line,
+                p.label,
+                crate::stage::shorten(&p.source)
+            );
+            if hits.contains_key(&p.key) {
+                if b.opts.explain {
+                    eprintln!("hit   {line}");
+                }
+                continue;
+            }
+            let why = match cache.get_tag(&position_tag(&p.label, p.line)).await {
+                Some(before) => explain(&p.inputs, &before.inputs),
+                None => "never built with this cache".into(),
+            };
+            if b.opts.cached_only {
+                return Err(Error::Usage(format!(
+                    "not cached: first missing step is {line} ({why})"
+                )));
+            }
+            eprintln!("miss  {line}: {why}");
+        }
+        if b.opts.cached_only {
+            return Err(Error::Usage(
+                "not cached: every step is, but the image itself was never recorded".into(),
+            ));
+        }
+    }
+    let _ = b.hits.set(hits);
+    Ok(AfterPlan::Build)
+}
+
+/// The end-of-build report.
+pub(crate) fn report(b: &Build<'_>, result: &BuildResult) {
+    let hits = b.stats.hits.load(Ordering::Relaxed);
+    let misses = b.stats.misses.load(Ordering::Relaxed);
+    let saved = b.stats.saved_ms.load(Ordering::Relaxed);
+    let pulled = b.stats.pulled_bytes.load(Ordering::Relaxed);
+    if b.cache.is_some() {
+        eprintln!(
+            "cache: {hits} steps hit, {misses} built; {} of cached layers pulled; built in {:.2}s{}",
+            bytes(pulled),
+            b.started.elapsed().as_secs_f64(),
+            if saved > 0 {
+                format!(" (cached steps saved ~{})", human(saved))
+            } else {
+                String::new()
+            }
+        );
+    }
+    let _ = result;
+}
+
+pub(crate) fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+/// "Using cached image (saved ~…)" line of a full hit.
+pub(crate) fn saved_line(ms: Option<u64>) -> String {
+    match ms {
+        Some(ms) => format!("Using cached image (saved ~{} build time)", human(ms)),
+        None => "Using cached image".to_string(),
+    }
+}
