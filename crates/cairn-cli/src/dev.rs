@@ -103,6 +103,8 @@ pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
                 cache_readonly: false,
                 cached_only: false,
                 explain: false,
+                pull_credentials: Default::default(),
+                push_credentials: Default::default(),
             };
             let started = std::time::Instant::now();
             let result = cairn_engine::build(&opts).await?;

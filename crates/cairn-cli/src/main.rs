@@ -45,6 +45,76 @@ struct CommonArgs {
     /// Reach this registry (`host[:port]`) over plain HTTP; loopback registries always are.
     #[arg(long = "insecure-registry", value_name = "HOST")]
     insecure_registries: Vec<String>,
+    /// Credentials for pulling, `[REGISTRY=]USER:PASSWORD` (without REGISTRY: for
+    /// the registries of `-t` and `--cache-repo`); else `--authfile`, `$REGISTRY_AUTH_FILE`
+    /// or `~/.docker/config.json`.
+    #[arg(
+        long,
+        env = "CAIRN_PULL_CREDS",
+        value_name = "CREDS",
+        hide_env_values = true
+    )]
+    pull_creds: Vec<String>,
+    /// Credentials for pushing (images and cache entries), same form; never used to pull.
+    #[arg(
+        long,
+        env = "CAIRN_PUSH_CREDS",
+        value_name = "CREDS",
+        hide_env_values = true
+    )]
+    push_creds: Vec<String>,
+    /// Credentials for both pulling and pushing, same form.
+    #[arg(
+        long,
+        env = "CAIRN_CREDS",
+        value_name = "CREDS",
+        hide_env_values = true
+    )]
+    creds: Vec<String>,
+    /// A docker `config.json` or podman `auth.json` to read credentials from.
+    #[arg(long, value_name = "PATH")]
+    authfile: Option<PathBuf>,
+}
+
+/// Credentials per operation: the flags first (per registry), then the auth file.
+fn credential_sources(
+    common: &CommonArgs,
+    registries: &[String],
+) -> anyhow::Result<(
+    cairn_registry::CredentialSource,
+    cairn_registry::CredentialSource,
+)> {
+    use cairn_registry::{AuthFile, Credential, CredentialSource};
+    let file = match &common.authfile {
+        Some(p) => CredentialSource::AuthFile(AuthFile::new(p.clone())),
+        None => CredentialSource::from_env(),
+    };
+    let parse = |flags: &[&String]| -> anyhow::Result<CredentialSource> {
+        let mut map = std::collections::BTreeMap::new();
+        for spec in flags {
+            let (regs, userpass): (Vec<String>, &str) = match spec.split_once('=') {
+                Some((r, up))
+                    if !r.contains(':') || r.contains('.') || r.starts_with("localhost") =>
+                {
+                    (vec![r.to_string()], up)
+                }
+                _ => (registries.to_vec(), spec.as_str()),
+            };
+            let (user, pass) = userpass
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("credentials must be [REGISTRY=]USER:PASSWORD"))?;
+            for r in regs {
+                map.insert(r, Credential::basic(user, pass));
+            }
+        }
+        Ok(CredentialSource::Chain(vec![
+            CredentialSource::PerRegistry(map),
+            file.clone(),
+        ]))
+    };
+    let pull: Vec<&String> = common.creds.iter().chain(&common.pull_creds).collect();
+    let push: Vec<&String> = common.creds.iter().chain(&common.push_creds).collect();
+    Ok((parse(&pull)?, parse(&push)?))
 }
 
 #[derive(Debug, clap::Args)]
@@ -137,6 +207,19 @@ fn build_options(a: BuildArgs) -> anyhow::Result<BuildOptions> {
         .iter()
         .map(|t| t.parse().with_context(|| format!("invalid tag `{t}`")))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut registries: Vec<String> = tags
+        .iter()
+        .map(|t: &cairn_registry::Reference| t.registry.clone())
+        .collect();
+    if let Some(r) = &a.cache_repo {
+        let r: cairn_registry::Reference = r
+            .parse()
+            .with_context(|| format!("invalid --cache-repo `{r}`"))?;
+        registries.push(r.registry);
+    }
+    registries.sort();
+    registries.dedup();
+    let (pull_credentials, push_credentials) = credential_sources(&a.common, &registries)?;
     let outputs = a
         .outputs
         .iter()
@@ -170,6 +253,8 @@ fn build_options(a: BuildArgs) -> anyhow::Result<BuildOptions> {
         cache_readonly: a.cache_readonly,
         cached_only: a.cached_only,
         explain: a.explain,
+        pull_credentials,
+        push_credentials,
         step_timeout: a
             .step_timeout
             .map(std::time::Duration::try_from_secs_f64)

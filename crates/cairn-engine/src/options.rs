@@ -113,4 +113,8 @@ pub struct BuildOptions {
     pub cached_only: bool,
     /// Print, per step, hit or miss and why (`--explain`).
     pub explain: bool,
+    /// Credentials for reading registries (GET/HEAD).
+    pub pull_credentials: cairn_registry::CredentialSource,
+    /// Credentials for writing (pushes, cache entries); never used to read.
+    pub push_credentials: cairn_registry::CredentialSource,
 }

@@ -223,6 +223,8 @@ impl<'a> Build<'a> {
             .map_err(Error::oci("open the content store"))?;
         let client = Client::new(ClientOptions {
             insecure_registries: opts.insecure_registries.clone(),
+            pull_credentials: opts.pull_credentials.clone(),
+            push_credentials: opts.push_credentials.clone(),
             ..Default::default()
         })
         .map_err(Error::registry("set up the registry client"))?;

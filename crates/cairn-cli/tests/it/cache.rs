@@ -468,3 +468,71 @@ fn killed_build_then_clean_rebuild() {
     ));
     assert!(err.contains("CACHED"), "{err}");
 }
+
+/// With token auth: a writer fills the cache; a reader with pull-only
+/// credentials gets a full hit with `--cache-readonly`, and is refused, clearly
+/// and without its password in the message, when it tries to push.
+#[test]
+fn pull_only_credentials_run_a_cache_hit_build() {
+    use cairn_testkit::{Grant, RegistryOptions, TestRegistry, TokenUser};
+    let env = Env::new();
+    let user = |name: &str, pass: &str, actions: &[&str]| TokenUser {
+        username: name.into(),
+        password: pass.into(),
+        refresh_token: None,
+        grants: vec![Grant::all(actions)],
+    };
+    let secure = TestRegistry::start_with(RegistryOptions::new().token_auth(vec![
+        user("writer", "writer-pass-81", &["pull", "push"]),
+        user("reader", "reader-pass-17", &["pull"]),
+    ]))
+    .expect("token registry");
+    let cache = format!("{}/cache/app", secure.addr());
+    let ctx = testdata("acceptance/basic");
+    let (o1, _) = ok(&build_in(
+        &env,
+        &ctx,
+        &env.path("s1"),
+        &["--cache-repo", &cache, "--creds", "writer:writer-pass-81"],
+    ));
+    let (o2, e2) = ok(&build_in(
+        &env,
+        &ctx,
+        &env.path("s2"),
+        &[
+            "--cache-repo",
+            &cache,
+            "--cache-readonly",
+            "--pull-creds",
+            "reader:reader-pass-17",
+        ],
+    ));
+    assert_eq!(digest_of(&o1), digest_of(&o2));
+    assert!(e2.contains("Using cached image"), "{e2}");
+    let image = format!("{}/app/basic:v1", secure.addr());
+    let out = build_in(
+        &env,
+        &ctx,
+        &env.path("s3"),
+        &[
+            "--cache-repo",
+            &cache,
+            "--cache-readonly",
+            "--pull-creds",
+            "reader:reader-pass-17",
+            "-t",
+            &image,
+            "--push",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a push with pull-only credentials succeeded:\n{err}"
+    );
+    assert!(err.contains("app/basic") && err.contains("push"), "{err}");
+    assert!(
+        !err.contains("reader-pass-17"),
+        "password in the error:\n{err}"
+    );
+}
