@@ -56,6 +56,10 @@ pub struct EntryMeta {
     pub duration_ms: u64,
     /// Digests of the key's inputs, by name, for `--explain`.
     pub inputs: BTreeMap<String, String>,
+    /// When the entry was written (seconds since the epoch; metadata for pruning,
+    /// never part of a key).
+    #[serde(default)]
+    pub created_unix: u64,
 }
 
 /// The registry cache backend.

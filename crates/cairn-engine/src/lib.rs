@@ -16,7 +16,7 @@
 //! The engine must run inside the build user namespace
 //! (`cairn_sandbox::userns::enter_build_namespace`), which the CLI enters first.
 
-mod cache;
+pub mod cache;
 mod copy;
 mod dockerignore;
 mod error;
@@ -34,6 +34,7 @@ mod state;
 mod time;
 
 pub use error::Error;
+pub use cache::{ENTRY_ANNOTATION, EntryMeta};
 pub use export::BuildResult;
 pub use keys::{KEY_SCHEME, StepKey};
 pub use options::{BuildOptions, Output, SecretSource};

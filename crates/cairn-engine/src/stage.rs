@@ -863,6 +863,10 @@ impl<'a> Build<'a> {
                 created_by: history.created_by.clone().unwrap_or_default(),
                 duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 inputs: crate::plan::input_digests(&st.key, &material),
+                created_unix: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
             };
             let path = layer.as_ref().map(|l| self.store.blob_path(&l.digest));
             if let Err(e) = cache.put(&key, &meta, path.as_deref(), &self.store).await {
