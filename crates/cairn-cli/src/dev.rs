@@ -101,6 +101,7 @@ pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
                 ca_cert: None,
                 cache_repo: None,
                 cache_readonly: false,
+                cache_from: Vec::new(),
                 cached_only: false,
                 explain: false,
                 pull_credentials: Default::default(),

@@ -107,6 +107,8 @@ pub struct BuildOptions {
     pub ca_cert: Option<PathBuf>,
     /// The registry cache repository (`--cache-repo`).
     pub cache_repo: Option<Reference>,
+    /// More caches to read, after `cache_repo` (`--cache-from type=registry,ref=…`).
+    pub cache_from: Vec<Reference>,
     /// Read the cache, never write it (`--cache-readonly`).
     pub cache_readonly: bool,
     /// Dry run: succeed only if everything is cached (`--cached-only`).

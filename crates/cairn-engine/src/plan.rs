@@ -79,10 +79,7 @@ pub(crate) async fn record_position(
 }
 
 /// A cached layer as a manifest layer (its blob lives in the cache repository).
-pub(crate) fn layer_desc(
-    l: &LayerRecord,
-    cache: Option<&RegistryCache>,
-) -> Result<LayerDesc, Error> {
+pub(crate) fn layer_desc(l: &LayerRecord, repo: &cairn_registry::Reference) -> Result<LayerDesc, Error> {
     let parse = |s: &str| -> Result<Digest, Error> {
         s.parse()
             .map_err(|e| Error::Image(format!("cache entry: bad digest {s:?}: {e}")))
@@ -92,7 +89,7 @@ pub(crate) fn layer_desc(
         digest: parse(&l.digest)?,
         size: l.size,
         diff_id: parse(&l.diff_id)?,
-        source: cache.map(|c| c.repo().clone()),
+        source: Some(repo.clone()),
     })
 }
 
@@ -107,44 +104,48 @@ fn human(ms: u64) -> String {
 
 /// After planning: the full-hit fast path, or the lookups of every step.
 pub(crate) async fn after_planning(b: &Build<'_>, final_key: &StepKey) -> Result<AfterPlan, Error> {
-    let Some(cache) = &b.cache else {
+    let caches: Vec<&RegistryCache> = b.cache.iter().chain(&b.cache_from).collect();
+    let Some(&cache) = caches.first() else {
         if b.opts.cached_only {
             return Err(Error::Usage("--cached-only needs --cache-repo".into()));
         }
         let _ = b.hits.set(HashMap::new());
         return Ok(AfterPlan::Build);
     };
-    if let Some(image) = cache.get_image(final_key).await? {
-        if b.opts.cached_only {
-            println!(
-                "CAIRN_CACHED_IMAGE={}@{}",
-                cache.repo().name(),
-                image.digest
-            );
+    for &c in &caches {
+        if let Some(image) = c.get_image(final_key).await? {
+            if b.opts.cached_only {
+                println!("CAIRN_CACHED_IMAGE={}@{}", c.repo().name(), image.digest);
+            }
+            let deliver = !b.opts.cached_only;
             return Ok(AfterPlan::Done(
-                crate::export::from_cache(b, cache, final_key, image, false).await?,
+                crate::export::from_cache(b, c, final_key, image, deliver).await?,
             ));
         }
-        return Ok(AfterPlan::Done(
-            crate::export::from_cache(b, cache, final_key, image, true).await?,
-        ));
     }
     let planned = b.planned.lock().expect("not poisoned").clone();
     // Every key at once (bounded), in any order: keys never depend on outputs.
+    // Each key is looked up in the caches in order (e.g. this branch, then main).
     use futures_util::StreamExt;
-    let found: Vec<(StepKey, Option<EntryMeta>)> =
+    let caches = &caches;
+    let found: Vec<(StepKey, Option<(EntryMeta, cairn_registry::Reference)>)> =
         futures_util::stream::iter(planned.iter().map(|p| p.key.clone()))
             .map(|k| async move {
-                let r = cache.get(&k).await;
-                (k, r)
+                for c in caches {
+                    match c.get(&k).await {
+                        Ok(Some(m)) => return Ok((k, Some((m, c.repo().clone())))),
+                        Ok(None) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok((k, None))
             })
             .buffer_unordered(8)
-            .map(|(k, r)| r.map(|m| (k, m)))
             .collect::<Vec<_>>()
             .await
             .into_iter()
             .collect::<Result<_, _>>()?;
-    let hits: HashMap<StepKey, EntryMeta> = found
+    let hits: HashMap<StepKey, (EntryMeta, cairn_registry::Reference)> = found
         .into_iter()
         .filter_map(|(k, m)| m.map(|m| (k, m)))
         .collect();

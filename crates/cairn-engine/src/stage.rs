@@ -39,6 +39,8 @@ pub(crate) enum Lower {
         key: StepKey,
         /// The layer.
         layer: LayerRecord,
+        /// The cache repository that has the blob.
+        repo: Reference,
     },
 }
 
@@ -95,6 +97,8 @@ pub(crate) struct Build<'a> {
     pub ignore: DockerIgnore,
     pub global: BTreeMap<String, String>,
     pub cache: Option<RegistryCache>,
+    /// Read-only caches consulted after `cache`.
+    pub cache_from: Vec<RegistryCache>,
     steps: AtomicUsize,
     pub started: Instant,
     images: tokio::sync::Mutex<HashMap<String, Arc<BaseImage>>>,
@@ -105,7 +109,7 @@ pub(crate) struct Build<'a> {
     /// Steps seen by the planning pass, in order.
     pub planned: std::sync::Mutex<Vec<PlannedStep>>,
     /// Cache entries found for planned keys.
-    pub hits: std::sync::OnceLock<HashMap<StepKey, EntryMeta>>,
+    pub hits: std::sync::OnceLock<HashMap<StepKey, (EntryMeta, Reference)>>,
     /// Cache entries found unusable during this build.
     bad: std::sync::Mutex<std::collections::HashSet<StepKey>>,
     /// Report counters.
@@ -234,6 +238,11 @@ impl<'a> Build<'a> {
             .cache_repo
             .as_ref()
             .map(|repo| RegistryCache::new(client.clone(), repo.clone(), opts.cache_readonly));
+        let cache_from = opts
+            .cache_from
+            .iter()
+            .map(|repo| RegistryCache::new(client.clone(), repo.clone(), true))
+            .collect();
         let mut b = Build {
             opts,
             df,
@@ -246,6 +255,7 @@ impl<'a> Build<'a> {
             ignore,
             global: BTreeMap::new(),
             cache,
+            cache_from,
             steps: AtomicUsize::new(0),
             started: Instant::now(),
             images: tokio::sync::Mutex::new(HashMap::new()),
@@ -502,12 +512,12 @@ impl<'a> Build<'a> {
                         p
                     }
                 }
-                Lower::Cached { key, layer } => {
+                Lower::Cached { key, layer, repo } => {
                     let mut memo = self.unpacked.lock().await;
                     if let Some(p) = memo.get(key.hex()) {
                         p.clone()
                     } else {
-                        let p = self.apply_cached(key, layer, &dirs, line).await?;
+                        let p = self.apply_cached(key, layer, repo, &dirs, line).await?;
                         memo.insert(key.hex().to_string(), p.clone());
                         p
                     }
@@ -525,19 +535,16 @@ impl<'a> Build<'a> {
         &self,
         key: &StepKey,
         layer: &LayerRecord,
+        repo: &Reference,
         below: &[PathBuf],
         line: usize,
     ) -> Result<PathBuf, Error> {
-        let cache = self
-            .cache
-            .as_ref()
-            .expect("cached layers come from a cache");
         let digest: cairn_oci::Digest = layer
             .digest
             .parse()
             .map_err(|e| Error::Image(format!("cache entry {}: bad digest: {e}", key.tag())))?;
         if !self.store.contains(&digest) {
-            pull::fetch_blob(&self.client, &self.store, cache.repo(), &digest)
+            pull::fetch_blob(&self.client, &self.store, repo, &digest)
                 .await
                 .map_err(|e| Error::CacheCorrupt {
                     key: key.hex().to_string(),
@@ -757,7 +764,7 @@ impl<'a> Build<'a> {
             return Ok(());
         }
         let bad = self.bad.lock().expect("not poisoned").contains(&key);
-        if let Some(entry) = self.hits.get().and_then(|h| h.get(&key)).filter(|_| !bad) {
+        if let Some((entry, repo)) = self.hits.get().and_then(|h| h.get(&key)).filter(|_| !bad) {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
             self.stats
                 .saved_ms
@@ -770,7 +777,7 @@ impl<'a> Build<'a> {
                     ..history
                 }),
                 Some(l) => {
-                    let desc = crate::plan::layer_desc(l, self.cache.as_ref())?;
+                    let desc = crate::plan::layer_desc(l, repo)?;
                     st.config.rootfs.diff_ids.push(desc.diff_id.clone());
                     st.layers.push(desc);
                     st.config.history.push(history);
@@ -779,6 +786,7 @@ impl<'a> Build<'a> {
                         Lower::Cached {
                             key,
                             layer: l.clone(),
+                            repo: repo.clone(),
                         },
                     );
                 }
