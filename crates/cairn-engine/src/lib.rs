@@ -33,8 +33,8 @@ mod stage;
 mod state;
 mod time;
 
-pub use error::Error;
 pub use cache::{ENTRY_ANNOTATION, EntryMeta};
+pub use error::Error;
 pub use export::BuildResult;
 pub use keys::{KEY_SCHEME, StepKey};
 pub use options::{BuildOptions, Output, SecretSource};

@@ -79,7 +79,10 @@ pub(crate) async fn record_position(
 }
 
 /// A cached layer as a manifest layer (its blob lives in the cache repository).
-pub(crate) fn layer_desc(l: &LayerRecord, repo: &cairn_registry::Reference) -> Result<LayerDesc, Error> {
+pub(crate) fn layer_desc(
+    l: &LayerRecord,
+    repo: &cairn_registry::Reference,
+) -> Result<LayerDesc, Error> {
     let parse = |s: &str| -> Result<Digest, Error> {
         s.parse()
             .map_err(|e| Error::Image(format!("cache entry: bad digest {s:?}: {e}")))

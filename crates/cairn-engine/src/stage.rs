@@ -491,6 +491,25 @@ impl<'a> Build<'a> {
     /// layers (each on top of the ones below it), once per build; returns them
     /// topmost first.
     pub async fn materialize(&self, lowers: &[Lower], line: usize) -> Result<Vec<PathBuf>, Error> {
+        // Download every cached layer this needs at once; apply them in order below.
+        let wanted: Vec<(&StepKey, &LayerRecord, &Reference)> = {
+            let memo = self.unpacked.lock().await;
+            lowers
+                .iter()
+                .filter_map(|l| match l {
+                    Lower::Cached { key, layer, repo } if !memo.contains_key(key.hex()) => {
+                        Some((key, layer, repo))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        futures_util::future::try_join_all(
+            wanted
+                .into_iter()
+                .map(|(key, layer, repo)| self.fetch_cached(key, layer, repo)),
+        )
+        .await?;
         let mut dirs: Vec<PathBuf> = Vec::new(); // bottom first
         for lower in lowers.iter().rev() {
             let dir = match lower {
@@ -529,6 +548,32 @@ impl<'a> Build<'a> {
         Ok(dirs)
     }
 
+    /// Downloads (verified) a cached layer's blob into the store, unless it is there.
+    async fn fetch_cached(
+        &self,
+        key: &StepKey,
+        layer: &LayerRecord,
+        repo: &Reference,
+    ) -> Result<cairn_oci::Digest, Error> {
+        let corrupt = |reason: String| Error::CacheCorrupt {
+            key: key.hex().to_string(),
+            reason,
+        };
+        let digest: cairn_oci::Digest = layer
+            .digest
+            .parse()
+            .map_err(|e| corrupt(format!("bad digest: {e}")))?;
+        if !self.store.contains(&digest) {
+            pull::fetch_blob(&self.client, &self.store, repo, &digest)
+                .await
+                .map_err(|e| corrupt(e.to_string()))?;
+            self.stats
+                .pulled_bytes
+                .fetch_add(layer.size, Ordering::Relaxed);
+        }
+        Ok(digest)
+    }
+
     /// Downloads a cached layer and applies it in a sandbox over `below` (bottom
     /// first): the upper dir is the layer in overlay form.
     async fn apply_cached(
@@ -539,21 +584,7 @@ impl<'a> Build<'a> {
         below: &[PathBuf],
         line: usize,
     ) -> Result<PathBuf, Error> {
-        let digest: cairn_oci::Digest = layer
-            .digest
-            .parse()
-            .map_err(|e| Error::Image(format!("cache entry {}: bad digest: {e}", key.tag())))?;
-        if !self.store.contains(&digest) {
-            pull::fetch_blob(&self.client, &self.store, repo, &digest)
-                .await
-                .map_err(|e| Error::CacheCorrupt {
-                    key: key.hex().to_string(),
-                    reason: e.to_string(),
-                })?;
-            self.stats
-                .pulled_bytes
-                .fetch_add(layer.size, Ordering::Relaxed);
-        }
+        let digest = self.fetch_cached(key, layer, repo).await?;
         let dir = self.scratch_dir("cached")?;
         let blob = self.store.blob_path(&digest);
         let spec = StepSpec {
