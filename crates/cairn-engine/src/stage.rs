@@ -613,15 +613,7 @@ impl<'a> Build<'a> {
                 ));
             }
         }
-        for d in [
-            &spec.dirs.work,
-            &spec.dirs.rootfs,
-            &spec.dirs.scaffold,
-            &spec.dirs.provided,
-            &spec.dirs.staging,
-        ] {
-            remove_all(d).map_err(|e| Error::io("remove", d, e))?;
-        }
+        remove_step_scratch(&spec.dirs)?;
         Ok(spec.dirs.upper)
     }
 
@@ -864,15 +856,7 @@ impl<'a> Build<'a> {
             });
         }
         // Only the upper dir is kept: it is the next step's lower.
-        for d in [
-            &spec.dirs.work,
-            &spec.dirs.rootfs,
-            &spec.dirs.scaffold,
-            &spec.dirs.provided,
-            &spec.dirs.staging,
-        ] {
-            remove_all(d).map_err(|e| Error::io("remove", d, e))?;
-        }
+        remove_step_scratch(&spec.dirs)?;
         let upper = spec.dirs.upper.clone();
         let layer =
             if cairn_oci::layer_is_empty(&upper).map_err(Error::oci("read the step's changes"))? {
@@ -948,6 +932,14 @@ impl<'a> Build<'a> {
             source: None,
         })
     }
+}
+
+/// Removes what a finished step leaves besides its upper dir.
+fn remove_step_scratch(dirs: &StepDirs) -> Result<(), Error> {
+    for d in dirs.scratch() {
+        remove_all(d).map_err(|e| Error::io("remove", d, e))?;
+    }
+    Ok(())
 }
 
 /// The argv of a command: exec form as written, shell form through SHELL

@@ -155,6 +155,11 @@ pub fn recover_stale(parent: &Path) {
 /// Removes a tree, making directories writable first where needed (RUN steps can
 /// leave read-only directories behind).
 pub fn remove_all(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Ok(m) if !m.is_dir() => return std::fs::remove_file(path),
+        _ => {}
+    }
     match std::fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

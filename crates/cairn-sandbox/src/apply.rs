@@ -50,6 +50,16 @@ fn overlay_path(p: &Path) -> Result<String, Error> {
     Ok(s.to_string())
 }
 
+/// Makes a bind mount read-only (and nosuid, nodev).
+fn remount_read_only(target: &Path) -> Result<(), Error> {
+    mount_remount(
+        target,
+        MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+        "",
+    )
+    .map_err(|e| Error::Setup(format!("remount read-only {}: {e}", target.display())))
+}
+
 /// Applies the operations in order. `root` is the merged root (for symlink checks).
 pub fn apply(ops: &[MountOp], root: &Path) -> Result<(), Error> {
     for op in ops {
@@ -137,14 +147,7 @@ fn apply_one(op: &MountOp, root: &Path) -> Result<(), Error> {
                 Error::Setup(format!("bind `{subpath}` on {}: {e}", target.display()))
             })?;
             if *readonly {
-                mount_remount(
-                    target,
-                    MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
-                    "",
-                )
-                .map_err(|e| {
-                    Error::Setup(format!("remount read-only {}: {e}", target.display()))
-                })?;
+                remount_read_only(target)?;
             }
             Ok(())
         }
@@ -201,14 +204,7 @@ fn apply_one(op: &MountOp, root: &Path) -> Result<(), Error> {
                 ))
             })?;
             if *readonly {
-                mount_remount(
-                    target,
-                    MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
-                    "",
-                )
-                .map_err(|e| {
-                    Error::Setup(format!("remount read-only {}: {e}", target.display()))
-                })?;
+                remount_read_only(target)?;
             }
             Ok(())
         }

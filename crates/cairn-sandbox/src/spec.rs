@@ -35,6 +35,18 @@ pub struct StepDirs {
 }
 
 impl StepDirs {
+    /// The dirs a finished step no longer needs (all but the upper dir).
+    pub fn scratch(&self) -> [&PathBuf; 6] {
+        [
+            &self.work,
+            &self.rootfs,
+            &self.scaffold,
+            &self.provided,
+            &self.staging,
+            &self.status,
+        ]
+    }
+
     /// The layout under `dir` (nothing is created).
     pub fn under(dir: &Path) -> StepDirs {
         StepDirs {

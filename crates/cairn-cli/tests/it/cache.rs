@@ -400,8 +400,6 @@ fn corrupted_cache_blob_is_ignored_and_rebuilt() {
 /// succeeds and reuses them.
 #[test]
 fn killed_build_then_clean_rebuild() {
-    use std::io::{BufRead, BufReader};
-    use std::os::unix::process::CommandExt;
     let env = Env::new();
     let cache = env.image("cache/killed");
     let ctx = context_copy(&env, "basic", "ctx");
@@ -411,27 +409,17 @@ fn killed_build_then_clean_rebuild() {
         "RUN echo slow-step && sleep 30 && rm -rf /opt/other",
     );
     std::fs::write(ctx.join("Dockerfile"), df).unwrap();
-    let mut child = Command::new(cairn_bin())
-        .arg("build")
+    let mut cmd = Command::new(cairn_bin());
+    cmd.arg("build")
         .arg("-f")
         .arg(ctx.join("Dockerfile"))
         .arg(&ctx)
         .args(["--build-arg", &format!("BASE={}", env.base)])
         .arg("--state-dir")
         .arg(env.path("s1"))
-        .args(["--cache-repo", &cache])
-        .process_group(0)
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pgid = child.id();
-    let started = BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .take(400)
-        .any(|l| l.map(|l| l.contains("| slow-step")).unwrap_or(false));
-    assert!(started);
-    run_ok(Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]));
+        .args(["--cache-repo", &cache]);
+    let (mut child, pgid, _) = spawn_until(&mut cmd, "| slow-step");
+    signal_group(pgid, "KILL");
     let _ = child.wait();
     // Every entry written so far is complete: each tag's blobs are all there.
     let tags = skopeo_json(&[

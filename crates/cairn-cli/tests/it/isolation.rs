@@ -183,24 +183,10 @@ fn isolation_as_ordinary_user() {
 /// the next run removes the scratch dir the killed one left.
 #[test]
 fn sigkill_mid_run_leaves_no_mount_and_next_run_recovers() {
-    use std::io::{BufRead, BufReader};
-    use std::os::unix::process::CommandExt;
     let env = Env::new();
     let state = env.path("state");
-    let mut child = build_cmd(&env, "killed", &state)
-        .process_group(0)
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pgid = child.id();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let started = lines
-        .by_ref()
-        .take(200)
-        .any(|l| l.map(|l| l.contains("step-started")).unwrap_or(false));
-    assert!(started, "the step never started");
-    run_ok(Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]));
+    let (mut child, pgid, _) = spawn_until(&mut build_cmd(&env, "killed", &state), "step-started");
+    signal_group(pgid, "KILL");
     let _ = child.wait();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !processes_mentioning("7777777").is_empty() && std::time::Instant::now() < deadline {
@@ -254,24 +240,11 @@ fn step_timeout_kills_the_step() {
 /// dir is removed by the interrupted run itself.
 #[test]
 fn ctrl_c_mid_run_cancels_cleanly() {
-    use std::io::{BufRead, BufReader};
-    use std::os::unix::process::CommandExt;
     let env = Env::new();
     let state = env.path("state");
-    let mut child = build_cmd(&env, "killed", &state)
-        .process_group(0)
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pgid = child.id();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let started = lines
-        .by_ref()
-        .take(200)
-        .any(|l| l.map(|l| l.contains("step-started")).unwrap_or(false));
-    assert!(started, "the step never started");
-    run_ok(Command::new("kill").args(["-INT", "--", &format!("-{pgid}")]));
+    let (mut child, pgid, lines) =
+        spawn_until(&mut build_cmd(&env, "killed", &state), "step-started");
+    signal_group(pgid, "INT");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     assert!(!status.success());

@@ -234,3 +234,37 @@ pub fn run_as_user(env: &Env, example: &str, args: &[String]) -> Output {
         .arg(home.join("state"));
     run(&mut cmd)
 }
+
+/// Starts `cmd` in a process group of its own and reads its stderr until a line
+/// contains `needle` (panics if it never does); returns the child, its process
+/// group and the rest of its stderr.
+pub fn spawn_until(
+    cmd: &mut Command,
+    needle: &str,
+) -> (
+    std::process::Child,
+    u32,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let mut child = cmd
+        .process_group(0)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pgid = child.id();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let seen = lines
+        .by_ref()
+        .take(400)
+        .any(|l| l.map(|l| l.contains(needle)).unwrap_or(false));
+    assert!(seen, "`{needle}` never appeared");
+    (child, pgid, lines)
+}
+
+/// Sends `signal` (e.g. `KILL`, `INT`) to a whole process group.
+pub fn signal_group(pgid: u32, signal: &str) {
+    run_ok(Command::new("kill").args([&format!("-{signal}"), "--", &format!("-{pgid}")]));
+}
