@@ -3,7 +3,7 @@
 //! inputs and copy plan of one sandboxed step.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use cairn_dockerfile::Heredoc;
 use cairn_sandbox::{
@@ -118,9 +118,19 @@ impl Build<'_> {
         done: &HashMap<usize, StageState>,
     ) -> Result<(), Error> {
         let kw = if req.add.is_some() { "ADD" } else { "COPY" };
-        if req.parents {
-            return Err(self.err_at(site.line, format!("{kw} --parents is not supported yet")));
-        }
+        // --parents keeps each source's path (relative to the context or stage root).
+        let under = |rel: &str, is_dir: bool| -> Option<String> {
+            if !req.parents {
+                return None;
+            }
+            let p = Path::new(rel);
+            let keep = if is_dir { Some(p) } else { p.parent() };
+            Some(
+                keep.map(|k| k.to_string_lossy().to_string())
+                    .unwrap_or_default(),
+            )
+            .map(|u| if u == "." { String::new() } else { u })
+        };
         let chmod = match &req.chmod {
             Some(m) => Some(u32::from_str_radix(m, 8).map_err(|_| {
                 self.err_at(
@@ -187,10 +197,17 @@ impl Build<'_> {
                         format!("{kw} source `{src}` matches nothing in `{from}`"),
                     ));
                 }
-                sources.extend(rels.into_iter().map(|r| CopySource {
-                    path: format!("{root}/{r}"),
-                    keep_owner: false,
-                }));
+                for r in rels {
+                    let is_dir = layers
+                        .iter()
+                        .find_map(|l| std::fs::symlink_metadata(l.join(&r)).ok())
+                        .is_some_and(|m| m.is_dir());
+                    sources.push(CopySource {
+                        path: format!("{root}/{r}"),
+                        keep_owner: false,
+                        under: under(&r, is_dir),
+                    });
+                }
             }
             inputs.push(Input {
                 source: InputSource::Layers(layers),
@@ -219,6 +236,7 @@ impl Build<'_> {
                     sources.push(CopySource {
                         path: format!("{target}/{name}"),
                         keep_owner: false,
+                        under: None,
                     });
                     inputs.push(Input {
                         source: InputSource::Host(dir),
@@ -255,6 +273,7 @@ impl Build<'_> {
                         sources.push(CopySource {
                             path: target.clone(),
                             keep_owner: true,
+                            under: None,
                         });
                         inputs.push(Input {
                             source: InputSource::Host(out),
@@ -273,6 +292,7 @@ impl Build<'_> {
                                 format!("{root}/{rel}")
                             },
                             keep_owner: false,
+                            under: under(&rel, host.is_dir()),
                         });
                     }
                 }
@@ -408,6 +428,7 @@ impl Build<'_> {
             "sources": sources,
             "inline": inline,
             "exclude": req.exclude,
+            "parents": req.parents,
         }))
     }
 

@@ -8,14 +8,18 @@ pub enum Error {
     #[error(transparent)]
     Dockerfile(Box<cairn_dockerfile::Error>),
     /// An instruction is invalid in context (bad expansion, unknown stage, …).
-    #[error("{file}:{line}: {message}")]
+    #[error("{file}:{line}:{column}: {message}{snippet}")]
     Instruction {
         /// Dockerfile name.
         file: String,
         /// 1-based line.
         line: usize,
+        /// 1-based column of the instruction.
+        column: usize,
         /// What is wrong.
         message: String,
+        /// The line with a caret under the instruction (starts with a newline), or empty.
+        snippet: String,
     },
     /// A RUN step exited unsuccessfully.
     #[error("{file}:{line}: `{instruction}` failed: {outcome}")]

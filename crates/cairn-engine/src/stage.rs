@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use cairn_dockerfile::{CommandForm, Dockerfile, Instruction, Located};
+use cairn_dockerfile::{CommandForm, Dockerfile, Instruction};
 use cairn_oci::{ContentStore, History, ImageConfig, LayerOptions, SourceKind};
 use cairn_registry::{Client, ClientOptions, Reference};
 use cairn_sandbox::{Action, Input, Network, StepDirs, StepOutcome, StepSpec};
@@ -88,6 +88,8 @@ pub(crate) struct Site {
 pub(crate) struct Build<'a> {
     pub opts: &'a BuildOptions,
     pub df: Dockerfile,
+    /// The Dockerfile's text (for error snippets).
+    text: String,
     pub client: Client,
     pub http: reqwest::Client,
     pub store: ContentStore,
@@ -125,12 +127,26 @@ pub(crate) struct Stats {
     pub pulled_bytes: std::sync::atomic::AtomicU64,
 }
 
-pub(crate) fn loc_err<T>(df: &Dockerfile, l: &Located<T>, message: impl Into<String>) -> Error {
-    Error::Instruction {
-        file: df.file_name.clone(),
-        line: l.line,
-        message: message.into(),
-    }
+/// The line of `text` with a caret under its first word (the instruction).
+fn caret_snippet(text: &str, line: usize) -> (usize, String) {
+    let Some(src) = text.lines().nth(line.wrapping_sub(1)) else {
+        return (1, String::new());
+    };
+    let indent = src.len() - src.trim_start().len();
+    let word = src
+        .trim_start()
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .len()
+        .max(1);
+    let gutter = " ".repeat(line.to_string().len());
+    let snippet = format!(
+        "\n {line} | {src}\n {gutter} | {}{}",
+        " ".repeat(indent),
+        "^".repeat(word)
+    );
+    (indent + 1, snippet)
 }
 
 /// Joins `path` onto `base` lexically (no file system access); `..` stops at `/`.
@@ -246,6 +262,7 @@ impl<'a> Build<'a> {
         let mut b = Build {
             opts,
             df,
+            text,
             client,
             http,
             store,
@@ -336,11 +353,15 @@ impl<'a> Build<'a> {
         eprintln!("[{:7.3}s] {msg}", self.started.elapsed().as_secs_f64());
     }
 
+    /// An error at a Dockerfile line: `file:line:col: message` and the line with a caret.
     pub fn err_at(&self, line: usize, message: impl Into<String>) -> Error {
+        let (column, snippet) = caret_snippet(&self.text, line);
         Error::Instruction {
             file: self.df.file_name.clone(),
             line,
+            column,
             message: message.into(),
+            snippet,
         }
     }
 
@@ -373,7 +394,7 @@ impl<'a> Build<'a> {
                             &|k| scope.get(k).cloned(),
                             self.df.escape,
                         )
-                        .map_err(|e| loc_err(&self.df, decl, e.to_string()))?,
+                        .map_err(|e| self.err_at(decl.line, e.to_string()))?,
                     ),
                     None => None,
                 },
@@ -410,7 +431,7 @@ impl<'a> Build<'a> {
                 Instruction::Run(r) => {
                     for m in &r.mounts {
                         let spec = crate::mounts::parse_mount(&self.expand_global(m))
-                            .map_err(|e| loc_err(&self.df, ins, e))?;
+                            .map_err(|e| self.err_at(ins.line, e))?;
                         refs.extend(spec.from);
                     }
                 }
@@ -654,7 +675,7 @@ impl<'a> Build<'a> {
             .from
             .node
             .expanded(&|k| global.get(k).cloned(), self.df.escape)
-            .map_err(|e| loc_err(&self.df, &stage.from, e.to_string()))?;
+            .map_err(|e| self.err_at(stage.from.line, e.to_string()))?;
         if from.platform.is_some() {
             tracing::warn!(
                 "{}:{}: FROM --platform is not supported yet; building for {}",

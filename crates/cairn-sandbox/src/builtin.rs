@@ -124,7 +124,16 @@ pub fn copy(spec: &CopySpec) -> Result<(), String> {
         let src = Path::new(&source.path);
         let meta =
             fs::symlink_metadata(src).map_err(|_| format!("source `{}` not found", shown(src)))?;
-        if meta.is_dir() {
+        if let Some(under) = &source.under {
+            // --parents: the source keeps its path below the destination.
+            let into = dest.join(under.trim_start_matches('/'));
+            mkdir_p(&into, owner.for_new_dirs())?;
+            if meta.is_dir() {
+                c.dir_contents(src, &into)?;
+            } else {
+                c.entry(src, &into.join(src.file_name().unwrap_or_default()))?;
+            }
+        } else if meta.is_dir() {
             mkdir_p(&dest, owner.for_new_dirs())?;
             c.dir_contents(src, &dest)?;
         } else {

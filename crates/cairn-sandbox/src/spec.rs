@@ -122,6 +122,9 @@ pub struct CopySource {
     pub path: String,
     /// Keep the ownership of what is copied (extracted archives) unless `--chown`.
     pub keep_owner: bool,
+    /// `COPY --parents`: copy into this path below the destination (the source's own
+    /// path for a directory, its parent's for a file).
+    pub under: Option<String>,
 }
 
 /// A COPY, done inside the sandbox so that every path of the destination resolves

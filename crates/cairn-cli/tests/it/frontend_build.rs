@@ -261,6 +261,9 @@ fn multi_stage_dockerfile_with_every_feature() {
     let mode = listing.lines().find(|l| l.ends_with(" app/a.txt")).unwrap();
     assert!(mode.starts_with("-rw-r-----"), "{mode}");
     assert_eq!(read(&root.join("app/sub/b.txt")), "file b\n");
+    // --parents keeps the sources' paths.
+    assert_eq!(read(&root.join("parents/files/sub/b.txt")), "file b\n");
+    assert_eq!(read(&root.join("parents/files/a.txt")), "file a\n");
     assert!(
         !root.join("app/ignored.txt").exists(),
         ".dockerignore not honoured"

@@ -115,3 +115,38 @@ fn dockerfile_error_names_file_and_line_and_pushes_nothing() {
     ]));
     assert!(!tags.status.success() || !String::from_utf8_lossy(&tags.stdout).contains("v1"));
 }
+
+/// An instruction that cannot work in context (a COPY source that is not in the
+/// context) fails before anything runs, naming file, line and column, with the
+/// line and a caret under the instruction.
+#[test]
+fn engine_errors_show_the_line_with_a_caret() {
+    let env = Env::new();
+    let dir = env.path("ctx");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM {}\nRUN echo must-not-run\n  COPY nope.txt /x\n",
+            env.base
+        ),
+    )
+    .unwrap();
+    let out = run(Command::new(cairn_bin())
+        .args(["build", dir.to_str().unwrap(), "--state-dir"])
+        .arg(env.path("state")));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("Dockerfile:3:3: COPY source `nope.txt` not found in the build context"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(" 3 |   COPY nope.txt /x\n   |   ^^^^"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("| must-not-run"),
+        "a step ran before the error:\n{stderr}"
+    );
+}
