@@ -133,13 +133,7 @@ fn caret_snippet(text: &str, line: usize) -> (usize, String) {
         return (1, String::new());
     };
     let indent = src.len() - src.trim_start().len();
-    let word = src
-        .trim_start()
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .len()
-        .max(1);
+    let word = src.split_whitespace().next().unwrap_or("").len().max(1);
     let gutter = " ".repeat(line.to_string().len());
     let snippet = format!(
         "\n {line} | {src}\n {gutter} | {}{}",
