@@ -524,3 +524,82 @@ fn pull_only_credentials_run_a_cache_hit_build() {
         "password in the error:\n{err}"
     );
 }
+
+/// Killed at several points while a large layer is written and pushed (to the
+/// cache and to the destination): after every kill each tag's blobs are all in
+/// the registry, and a clean rebuild succeeds.
+#[test]
+fn killed_mid_push_never_leaves_a_tag_without_its_blobs() {
+    let env = Env::new();
+    let cache = env.image("cache/midpush");
+    let ctx = env.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "ARG BASE\nFROM ${BASE}\nRUN dd if=/dev/urandom of=/big bs=1M count=48 2>/dev/null && echo big-done\nRUN echo small > /small\n",
+    )
+    .unwrap();
+    let dest = env.image("app/midpush:v1");
+    let build = |state: &str| {
+        let mut c = Command::new(cairn_bin());
+        c.arg("build")
+            .arg(&ctx)
+            .args(["--build-arg", &format!("BASE={}", env.base)])
+            .arg("--state-dir")
+            .arg(env.path(state))
+            .args(["--cache-repo", &cache, "-t", &dest, "--push"]);
+        c
+    };
+    let check_tags = |repo: &str| {
+        let tags = run(Command::new("skopeo").args([
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{repo}"),
+        ]));
+        if !tags.status.success() {
+            return; // no tag yet
+        }
+        let tags: serde_json::Value = serde_json::from_slice(&tags.stdout).unwrap();
+        for t in tags["Tags"].as_array().unwrap() {
+            let t = t.as_str().unwrap();
+            let raw = run_ok(Command::new("skopeo").args([
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                &format!("docker://{repo}:{t}"),
+            ]));
+            let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+            let mut digests: Vec<&str> = m["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap())
+                .collect();
+            digests.push(m["config"]["digest"].as_str().unwrap());
+            for d in digests {
+                let hex = d.trim_start_matches("sha256:");
+                let data = env.registry.storage_dir().join(format!(
+                    "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+                    &hex[..2]
+                ));
+                assert!(data.is_file(), "{repo}:{t} points at a missing blob {d}");
+            }
+        }
+    };
+    for (i, delay_ms) in [300u64, 700, 1100, 1600].into_iter().enumerate() {
+        let (mut child, pgid, _) = spawn_until(&mut build(&format!("k{i}")), "| big-done");
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        signal_group(pgid, "KILL");
+        let _ = child.wait();
+        check_tags(&cache);
+        check_tags(&env.image("app/midpush"));
+    }
+    let out = run(&mut build("clean"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_tags(&cache);
+    check_tags(&env.image("app/midpush"));
+}
