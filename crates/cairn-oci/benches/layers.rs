@@ -1,5 +1,6 @@
 //! Criterion benchmark of the layer kernels: `write_layer` (tar → gzip → both
-//! sha256 digests, streamed to a sink) at gzip level 6 and 1, and
+//! sha256 digests, streamed to a sink) at gzip level 6 and 1, parallel gzip 6
+//! and zstd 3, and
 //! `apply_layer` of the produced gzip blob into a fresh directory.
 //!
 //! The input is a deterministic synthetic tree (~64 MiB) built once per run:
@@ -19,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cairn_oci::{
-    ApplyOptions, LayerOptions, SourceKind, apply_layer, open_layer_reader, write_layer,
+    ApplyOptions, LayerCompression, LayerOptions, SourceKind, apply_layer, open_layer_reader,
+    write_layer,
 };
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 
@@ -234,11 +236,17 @@ fn layers(c: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat)
         .throughput(Throughput::Bytes(bytes));
 
-    for (name, level) in [("write_gzip6", 6), ("write_gzip1", 1)] {
-        let opts = LayerOptions {
-            gzip_level: level,
-            ..LayerOptions::default()
-        };
+    let with = |gzip_level, compression| LayerOptions {
+        gzip_level,
+        compression,
+        ..LayerOptions::default()
+    };
+    for (name, opts) in [
+        ("write_gzip6", with(6, LayerCompression::Gzip)),
+        ("write_gzip1", with(1, LayerCompression::Gzip)),
+        ("write_pgzip6", with(6, LayerCompression::ParallelGzip)),
+        ("write_zstd3", with(6, LayerCompression::Zstd { level: 3 })),
+    ] {
         g.bench_function(name, |b| {
             b.iter(|| {
                 black_box(

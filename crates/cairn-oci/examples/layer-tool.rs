@@ -6,6 +6,7 @@
 //! layer-tool gen-mixed DIR MIB            # about MIB MiB, half compressible, half random
 //! layer-tool write DIR OUT gzip|pgzip|zstd LEVEL [THREADS]   # prints digest, diff_id, size
 //! layer-tool apply LAYER DEST             # gzip, zstd or plain tar
+//! layer-tool layout LAYER DIFF_ID MEDIA_TYPE OUT   # one-layer OCI layout, ref `latest`
 //! ```
 #![allow(missing_docs)]
 
@@ -15,8 +16,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use cairn_oci::{
-    ApplyOptions, LayerCompression, LayerOptions, SourceKind, apply_layer, open_layer_reader,
-    write_layer,
+    ApplyOptions, ContentStore, Digest, ImageConfig, LayerCompression, LayerOptions, SourceKind,
+    apply_layer, canonical_json, media_types, open_layer_reader, write_layer, write_oci_layout,
 };
 
 struct XorShift(u64);
@@ -177,9 +178,46 @@ fn run(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             let stats = apply_layer(reader, Path::new(dest), &opts)?;
             eprintln!("{stats:?}");
         }
+        ["layout", layer, diff_id, media_type, out] => {
+            let store = ContentStore::open(Path::new(out).join(".store"))?;
+            let ld_digest = sha256_file(Path::new(layer))?;
+            let ld = store.ingest_verified(File::open(layer)?, &ld_digest)?;
+            let mut cfg = ImageConfig {
+                architecture: "amd64".into(),
+                os: "linux".into(),
+                ..Default::default()
+            };
+            cfg.rootfs
+                .diff_ids
+                .push(Digest::try_from(diff_id.to_string())?);
+            let cfg_bytes = cfg.to_canonical_json()?;
+            let cd = store.put_bytes(&cfg_bytes)?;
+            let manifest = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": media_types::OCI_MANIFEST,
+                "config": {"mediaType": media_types::OCI_CONFIG, "digest": cd.to_string(), "size": cfg_bytes.len()},
+                "layers": [{"mediaType": media_type, "digest": ld_digest.to_string(), "size": ld}],
+            });
+            let mbytes = canonical_json(&manifest)?;
+            let md = store.put_bytes(&mbytes)?;
+            write_oci_layout(
+                &store,
+                &md,
+                media_types::OCI_MANIFEST,
+                mbytes.len() as u64,
+                Path::new(out),
+                Some("latest"),
+            )?;
+        }
         _ => return Err("usage: see the doc comment of examples/layer-tool.rs".into()),
     }
     Ok(())
+}
+
+fn sha256_file(p: &Path) -> io::Result<Digest> {
+    let mut w = cairn_oci::HashingWriter::new(io::sink());
+    io::copy(&mut File::open(p)?, &mut w)?;
+    Ok(w.finish().1)
 }
 
 fn main() -> ExitCode {
