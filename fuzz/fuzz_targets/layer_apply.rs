@@ -36,11 +36,18 @@ fuzz_target!(|data: &[u8]| {
         .map(|e| e.expect("entry").file_name())
         .collect();
     names.sort();
-    assert_eq!(names, ["outside", "root"], "something appeared next to the root");
+    assert_eq!(
+        names,
+        ["outside", "root"],
+        "something appeared next to the root"
+    );
     let inside: Vec<_> = fs::read_dir(&outside)
         .expect("read outside")
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert_eq!(inside, ["secret"], "something was written outside the root");
-    assert_eq!(fs::read(outside.join("secret")).expect("sentinel"), b"secret");
+    assert_eq!(
+        fs::read(outside.join("secret")).expect("sentinel"),
+        b"secret"
+    );
 });
