@@ -2,8 +2,10 @@
 //! for commands that build, and calls the engine. Errors are reported here, with
 //! their whole chain of causes; nothing below this crate knows about the CLI.
 
+mod cache_cmd;
 mod dev;
 mod frontend;
+mod kaniko;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,8 +26,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Build an image from a Dockerfile.
+    /// Build an image from a Dockerfile. Also takes kaniko's executor flags
+    /// (`--context`, `--dockerfile`, `--destination`, …; docs/kaniko-flags.md).
     Build(Box<BuildArgs>),
+    /// Registry cache maintenance (`cairn cache prune`).
+    #[command(subcommand)]
+    Cache(cache_cmd::CacheCommand),
     /// Developer tooling: a local registry with seed base images, a demo build.
     #[command(subcommand)]
     Dev(dev::DevCommand),
@@ -119,10 +125,16 @@ fn credential_sources(
 
 #[derive(Debug, clap::Args)]
 struct BuildArgs {
-    /// The build context directory.
-    context: PathBuf,
-    /// The Dockerfile (default: `CONTEXT/Dockerfile`).
-    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    /// The build context directory (or `--context=DIR`).
+    context: Option<PathBuf>,
+    /// The Dockerfile (default: `CONTEXT/Dockerfile`; a relative path that does
+    /// not exist is taken relative to the context, as kaniko does).
+    #[arg(
+        short = 'f',
+        long = "file",
+        visible_alias = "dockerfile",
+        value_name = "PATH"
+    )]
     file: Option<PathBuf>,
     /// Name the image (`REGISTRY/REPO:TAG`); repeatable.
     #[arg(short = 't', long = "tag", value_name = "REF")]
@@ -169,6 +181,8 @@ struct BuildArgs {
     source_date_epoch: u64,
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    kaniko: kaniko::KanikoArgs,
 }
 
 fn parse_output(spec: &str) -> anyhow::Result<Output> {
@@ -191,7 +205,13 @@ fn parse_output(spec: &str) -> anyhow::Result<Output> {
     }
 }
 
-fn build_options(a: BuildArgs) -> anyhow::Result<BuildOptions> {
+/// The engine's options; `a` has been through [`kaniko::apply`] (context and
+/// Dockerfile resolved).
+fn build_options(a: BuildArgs, extra_outputs: Vec<Output>) -> anyhow::Result<BuildOptions> {
+    let context = a
+        .context
+        .clone()
+        .context("no build context: give CONTEXT or --context=DIR")?;
     let mut build_args = BTreeMap::new();
     for kv in &a.build_args {
         match kv.split_once('=') {
@@ -220,14 +240,15 @@ fn build_options(a: BuildArgs) -> anyhow::Result<BuildOptions> {
     registries.sort();
     registries.dedup();
     let (pull_credentials, push_credentials) = credential_sources(&a.common, &registries)?;
-    let outputs = a
+    let mut outputs = a
         .outputs
         .iter()
         .map(|o| parse_output(o))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    outputs.extend(extra_outputs);
     Ok(BuildOptions {
-        dockerfile: a.file.unwrap_or_else(|| a.context.join("Dockerfile")),
-        context: a.context,
+        dockerfile: a.file.unwrap_or_else(|| context.join("Dockerfile")),
+        context,
         build_args,
         target: a.target,
         tags,
@@ -251,6 +272,7 @@ fn build_options(a: BuildArgs) -> anyhow::Result<BuildOptions> {
             })
             .transpose()?,
         cache_readonly: a.cache_readonly,
+        cache_from: Vec::new(),
         cached_only: a.cached_only,
         explain: a.explain,
         pull_credentials,
@@ -295,15 +317,24 @@ where
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Build(args) => {
-            let opts = build_options(*args)?;
-            let result = in_build_namespace(async { Ok(cairn_engine::build(&opts).await?) })?;
+        Command::Build(mut args) => {
+            let mut after = kaniko::apply(&mut args)?;
+            let opts = build_options(*args, std::mem::take(&mut after.outputs))?;
+            let result = match in_build_namespace(async { Ok(cairn_engine::build(&opts).await?) }) {
+                Ok(r) => r,
+                Err(e) => {
+                    after.discard();
+                    return Err(e);
+                }
+            };
+            after.finish(&result)?;
             #[allow(clippy::print_stdout)]
             {
                 println!("{}", result.manifest_digest);
             }
             Ok(())
         }
+        Command::Cache(cmd) => cache_cmd::run(cmd),
         Command::Dev(cmd) => dev::run(cmd),
         Command::Parse(args) => frontend::parse(args),
         Command::Expand(args) => frontend::expand(args),
@@ -327,6 +358,39 @@ fn error_text(e: &anyhow::Error) -> String {
     text
 }
 
+/// Parses the command line. Invoked as `executor` (a link named like kaniko's
+/// `/kaniko/executor`), `cairn build` is implied. An unknown flag of `build` points
+/// at the page that maps kaniko's flags.
+fn parse_args() -> Cli {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let as_executor = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "executor");
+    if as_executor {
+        args.insert(1, "build".into());
+    }
+    let is_build = args.get(1).is_some_and(|a| a == "build");
+    match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            if is_build && e.kind() == clap::error::ErrorKind::UnknownArgument {
+                let _ = e.print();
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!(
+                        "note: `cairn build` takes kaniko's executor flags; {} lists every \
+                         kaniko flag and what cairn does with it",
+                        kaniko::DOC
+                    );
+                }
+                std::process::exit(2);
+            }
+            e.exit()
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // A sandbox helper never returns from here.
     cairn_sandbox::init_if_helper();
@@ -339,12 +403,62 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let cli = Cli::parse();
+    let cli = parse_args();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn kaniko_spelling_parses() {
+        let cli = Cli::try_parse_from([
+            "cairn",
+            "build",
+            "--context=dir:///ws",
+            "--dockerfile=Dockerfile",
+            "--destination=r.example/a:1",
+            "-d",
+            "r.example/a:2",
+            "--cache=true",
+            "--no-push",
+            "--snapshot-mode=redo",
+            "--tarPath=/tmp/x.tar",
+            "--cache-ttl=336h0m0s",
+        ])
+        .unwrap();
+        let Command::Build(b) = cli.command else {
+            panic!("not build")
+        };
+        assert_eq!(b.kaniko.context.as_deref(), Some("dir:///ws"));
+        assert_eq!(b.kaniko.destinations.len(), 2);
+        assert_eq!(b.kaniko.cache, Some(true));
+        assert_eq!(b.kaniko.no_push, Some(true));
+        assert!(b.context.is_none());
+        // A bare boolean flag does not swallow the positional context.
+        let cli = Cli::try_parse_from(["cairn", "build", "--no-push", "ctx"]).unwrap();
+        let Command::Build(b) = cli.command else {
+            panic!("not build")
+        };
+        assert_eq!(b.context.as_deref(), Some(std::path::Path::new("ctx")));
+        assert_eq!(b.kaniko.no_push, Some(true));
+        let cli = Cli::try_parse_from(["cairn", "build", "ctx", "--cache=false"]).unwrap();
+        let Command::Build(b) = cli.command else {
+            panic!("not build")
+        };
+        assert_eq!(b.kaniko.cache, Some(false));
     }
 }

@@ -6,6 +6,7 @@ mod cache;
 mod debian;
 mod frontend_build;
 mod isolation;
+mod kaniko_cli;
 mod rootless;
 mod sandbox;
 mod support;
