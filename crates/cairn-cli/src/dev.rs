@@ -102,6 +102,7 @@ pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
                 cache_repo: None,
                 cache_readonly: false,
                 cache_from: Vec::new(),
+                labels: Vec::new(),
                 cached_only: false,
                 explain: false,
                 pull_credentials: Default::default(),

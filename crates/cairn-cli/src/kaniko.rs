@@ -255,6 +255,7 @@ fn on(b: Option<bool>) -> bool {
 pub fn apply(a: &mut BuildArgs) -> anyhow::Result<After> {
     let k = std::mem::take(&mut a.kaniko);
     check_unsupported(&k)?;
+    a.labels.extend(k.label.iter().cloned());
     warn_ignored(&k);
 
     // Context: CONTEXT or --context (kaniko's `dir://` prefix accepted).
@@ -423,13 +424,6 @@ pub fn apply(a: &mut BuildArgs) -> anyhow::Result<After> {
 }
 
 fn check_unsupported(k: &KanikoArgs) -> anyhow::Result<()> {
-    if !k.label.is_empty() {
-        return Err(rejected(
-            "label",
-            "the engine has no way yet to add labels from the command line; \
-             use LABEL in the Dockerfile (or a `--build-arg` it expands)",
-        ));
-    }
     if on(k.single_snapshot) {
         return Err(rejected(
             "single-snapshot",

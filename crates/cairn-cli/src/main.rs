@@ -183,6 +183,17 @@ struct BuildArgs {
     common: CommonArgs,
     #[command(flatten)]
     kaniko: kaniko::KanikoArgs,
+    /// `--label K=V` values (taken from the kaniko-style flag).
+    #[arg(skip)]
+    labels: Vec<String>,
+    /// Also read this cache: `type=registry,ref=REG/REPO` or just `REG/REPO`
+    /// (repeatable; e.g. a branch's cache, then main's).
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    cache_from: Vec<String>,
+    /// Write the cache here: `type=registry,ref=REG/REPO[,mode=max]` (same as
+    /// `--cache-repo`; cairn always records every step, as mode=max does).
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    cache_to: Option<String>,
 }
 
 fn parse_output(spec: &str) -> anyhow::Result<Output> {
@@ -203,6 +214,30 @@ fn parse_output(spec: &str) -> anyhow::Result<Output> {
             other.unwrap_or("")
         ),
     }
+}
+
+/// A BuildKit-style cache spec (`type=registry,ref=R[,mode=…]`) or a plain reference.
+fn cache_ref(spec: &str) -> anyhow::Result<cairn_registry::Reference> {
+    let mut reference = None;
+    if !spec.contains('=') {
+        reference = Some(spec.to_string());
+    } else {
+        for part in spec.split(',') {
+            match part.split_once('=') {
+                Some(("type", "registry")) => {}
+                Some(("type", other)) => {
+                    bail!("cache `{spec}`: type `{other}` is not supported (only `registry`)")
+                }
+                Some(("ref", r)) => reference = Some(r.to_string()),
+                Some(("mode", "max" | "min")) | Some(("ignore-error", _)) => {}
+                Some((k, _)) => bail!("cache `{spec}`: unknown option `{k}`"),
+                None => bail!("cache `{spec}`: expected KEY=VALUE parts"),
+            }
+        }
+    }
+    let r = reference.ok_or_else(|| anyhow::anyhow!("cache `{spec}`: `ref=` is required"))?;
+    r.parse()
+        .with_context(|| format!("cache `{spec}`: invalid reference `{r}`"))
 }
 
 /// The engine's options; `a` has been through [`kaniko::apply`] (context and
@@ -237,6 +272,9 @@ fn build_options(a: BuildArgs, extra_outputs: Vec<Output>) -> anyhow::Result<Bui
             .with_context(|| format!("invalid --cache-repo `{r}`"))?;
         registries.push(r.registry);
     }
+    for spec in a.cache_to.iter().chain(&a.cache_from) {
+        registries.push(cache_ref(spec)?.registry);
+    }
     registries.sort();
     registries.dedup();
     let (pull_credentials, push_credentials) = credential_sources(&a.common, &registries)?;
@@ -263,16 +301,30 @@ fn build_options(a: BuildArgs, extra_outputs: Vec<Output>) -> anyhow::Result<Bui
             .map(|s| cairn_engine::SecretSource::parse(s).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<_>>()?,
         ca_cert: a.ca_cert,
-        cache_repo: a
-            .cache_repo
-            .as_deref()
-            .map(|r| {
+        cache_repo: match (a.cache_repo.as_deref(), a.cache_to.as_deref()) {
+            (Some(_), Some(_)) => bail!("give --cache-repo or --cache-to, not both"),
+            (Some(r), None) => Some(
                 r.parse()
-                    .with_context(|| format!("invalid --cache-repo `{r}`"))
-            })
-            .transpose()?,
+                    .with_context(|| format!("invalid --cache-repo `{r}`"))?,
+            ),
+            (None, Some(spec)) => Some(cache_ref(spec)?),
+            (None, None) => None,
+        },
         cache_readonly: a.cache_readonly,
-        cache_from: Vec::new(),
+        cache_from: a
+            .cache_from
+            .iter()
+            .map(|s| cache_ref(s))
+            .collect::<anyhow::Result<_>>()?,
+        labels: a
+            .labels
+            .iter()
+            .map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .ok_or_else(|| anyhow::anyhow!("--label `{l}`: expected KEY=VALUE"))
+            })
+            .collect::<anyhow::Result<_>>()?,
         cached_only: a.cached_only,
         explain: a.explain,
         pull_credentials,

@@ -77,6 +77,24 @@ pub(crate) async fn finish(
         .map_err(Error::oci("store the manifest"))?;
     let manifest_size = manifest_bytes.len() as u64;
 
+    if !opts.outputs.is_empty() {
+        // Layers taken from a cache or a base image are not local until now.
+        futures_util::future::try_join_all(
+            st.layers
+                .iter()
+                .filter(|l| !store.contains(&l.digest))
+                .map(|l| async move {
+                    let src = l.source.as_ref().ok_or_else(|| {
+                        Error::Image(format!(
+                            "layer {} is neither local nor in a registry",
+                            l.digest
+                        ))
+                    })?;
+                    crate::pull::fetch_blob(client, store, src, &l.digest).await
+                }),
+        )
+        .await?;
+    }
     write_outputs(store, opts, &manifest_digest, manifest_size)?;
     let config_layer = LayerDesc {
         media_type: media_types::OCI_CONFIG.to_string(),

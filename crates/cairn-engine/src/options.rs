@@ -107,6 +107,9 @@ pub struct BuildOptions {
     pub ca_cert: Option<PathBuf>,
     /// The registry cache repository (`--cache-repo`).
     pub cache_repo: Option<Reference>,
+    /// `--label K=V`: labels added after the target stage's last instruction (they
+    /// are part of its final cache key, like a LABEL line).
+    pub labels: Vec<(String, String)>,
     /// More caches to read, after `cache_repo` (`--cache-from type=registry,ref=…`).
     pub cache_from: Vec<Reference>,
     /// Read the cache, never write it (`--cache-readonly`).

@@ -90,6 +90,8 @@ pub(crate) struct Build<'a> {
     pub df: Dockerfile,
     /// The Dockerfile's text (for error snippets).
     text: String,
+    /// The stage being built (set once known).
+    target: Option<usize>,
     pub client: Client,
     pub http: reqwest::Client,
     pub store: ContentStore,
@@ -257,6 +259,7 @@ impl<'a> Build<'a> {
             opts,
             df,
             text,
+            target: None,
             client,
             http,
             store,
@@ -284,6 +287,7 @@ impl<'a> Build<'a> {
                 .ok_or_else(|| Error::Usage(format!("target stage `{t}` not found")))?,
             None => b.df.stages.len().saturating_sub(1),
         };
+        b.target = Some(target);
         // Only the stages the target needs, in waves: every stage whose
         // dependencies are built runs concurrently with the others of its wave.
         let mut needed = vec![target];
@@ -753,6 +757,16 @@ impl<'a> Build<'a> {
                 ));
             }
             self.instruction(&mut state, &mut vars, &site, &ins.node, done)
+                .await?;
+        }
+        if Some(index) == self.target && !self.opts.labels.is_empty() {
+            let site = Site {
+                stage: index,
+                line: 0,
+                source: "--label".into(),
+            };
+            let labels = Instruction::Label(self.opts.labels.clone());
+            self.instruction(&mut state, &mut vars, &site, &labels, done)
                 .await?;
         }
         if !planning {

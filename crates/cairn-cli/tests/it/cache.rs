@@ -603,3 +603,69 @@ fn killed_mid_push_never_leaves_a_tag_without_its_blobs() {
     check_tags(&cache);
     check_tags(&env.image("app/midpush"));
 }
+
+/// BuildKit-style `--cache-to`/`--cache-from`: a build reads a second cache (e.g.
+/// main's) after its own, and `--label` values land in the config and the key.
+#[test]
+fn cache_from_another_repository_and_labels() {
+    let env = Env::new();
+    let main_cache = env.image("cache/main");
+    let branch_cache = env.image("cache/branch");
+    let ctx = testdata("acceptance/basic");
+    let to_main = format!("type=registry,ref={main_cache},mode=max");
+    let (o1, _) = ok(&build_in(
+        &env,
+        &ctx,
+        &env.path("s1"),
+        &["--cache-to", &to_main, "--label", "team=infra"],
+    ));
+    let to_branch = format!("type=registry,ref={branch_cache}");
+    let from_main = format!("type=registry,ref={main_cache}");
+    let (o2, e2) = ok(&build_in(
+        &env,
+        &ctx,
+        &env.path("s2"),
+        &[
+            "--cache-to",
+            &to_branch,
+            "--cache-from",
+            &from_main,
+            "--label",
+            "team=infra",
+        ],
+    ));
+    assert_eq!(digest_of(&o1), digest_of(&o2));
+    assert!(e2.contains("Using cached image"), "{e2}");
+    // Another label value is another final key: not a full hit, and every step
+    // still comes from the cache.
+    let oci = env.path("oci");
+    let (_, e3) = ok(&build_in(
+        &env,
+        &ctx,
+        &env.path("s3"),
+        &[
+            "--cache-from",
+            &from_main,
+            "--label",
+            "team=web",
+            "--output",
+            &format!("type=oci,dest={}", oci.display()),
+        ],
+    ));
+    assert!(
+        !e3.contains("Using cached image") && !e3.contains(" | "),
+        "{e3}"
+    );
+    let index: serde_json::Value = serde_json::from_str(&read(&oci.join("index.json"))).unwrap();
+    let blob = |d: &serde_json::Value| {
+        read(
+            &oci.join("blobs/sha256")
+                .join(d.as_str().unwrap().trim_start_matches("sha256:")),
+        )
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_str(&blob(&index["manifests"][0]["digest"])).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&blob(&manifest["config"]["digest"])).unwrap();
+    assert_eq!(config["config"]["Labels"]["team"], "web");
+}
