@@ -174,14 +174,14 @@ fn no_push_with_tar_path_writes_a_loadable_tarball_and_pushes_nothing() {
 #[test]
 fn unsupported_and_unknown_flags_name_the_doc_page() {
     let ctx = testdata("acceptance/basic");
-    let label = run(cairn()
+    let squash = run(cairn()
         .arg("build")
         .arg(&ctx)
-        .args(["--label", "a=b", "--no-push"]));
-    assert!(!label.status.success());
-    let err = String::from_utf8_lossy(&label.stderr);
+        .args(["--single-snapshot", "--no-push"]));
+    assert!(!squash.status.success());
+    let err = String::from_utf8_lossy(&squash.stderr);
     assert!(
-        err.contains("--label") && err.contains("docs/kaniko-flags.md"),
+        err.contains("--single-snapshot") && err.contains("docs/kaniko-flags.md"),
         "{err}"
     );
 
