@@ -177,7 +177,14 @@ pub fn mount_plan(spec: &StepSpec) -> Vec<MountOp> {
             to: to.into(),
         });
     }
-    for f in PROVIDED_FILES {
+    // Only a process needs the host's name resolution; a copy or a layer being
+    // applied must be free to write /etc/hosts and friends like any other file.
+    let provided: &[&str] = if matches!(spec.action, crate::spec::Action::Exec(_)) {
+        &PROVIDED_FILES
+    } else {
+        &[]
+    };
+    for f in provided {
         ops.push(MountOp::Bind {
             source: spec.dirs.provided.join(f),
             target: at(&format!("etc/{f}")),
@@ -316,6 +323,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn only_processes_get_the_provided_etc_files() {
+        let binds_hosts = |ops: &[MountOp]| {
+            ops.iter()
+                .any(|o| matches!(o, MountOp::Bind { target, .. } if target.ends_with("etc/hosts")))
+        };
+        let mkdir = spec(false);
+        assert!(!binds_hosts(&mount_plan(&mkdir)));
+        let mut exec = spec(false);
+        exec.action = Action::Exec(crate::spec::ExecSpec {
+            argv: vec!["true".into()],
+            env: vec![],
+            cwd: "/".into(),
+            user: String::new(),
+        });
+        assert!(binds_hosts(&mount_plan(&exec)));
     }
 
     #[test]

@@ -150,3 +150,35 @@ fn engine_errors_show_the_line_with_a_caret() {
         "a step ran before the error:\n{stderr}"
     );
 }
+
+/// COPY may write /etc/hosts, /etc/hostname and /etc/resolv.conf (a root file
+/// system copied in); only RUN gets the host's versions bound over them.
+#[test]
+fn copy_can_write_the_files_run_gets_from_the_host() {
+    let env = Env::new();
+    let dir = env.path("ctx");
+    std::fs::create_dir_all(dir.join("rootfs/etc")).unwrap();
+    for f in ["hostname", "hosts", "resolv.conf"] {
+        std::fs::write(dir.join("rootfs/etc").join(f), format!("image {f}\n")).unwrap();
+    }
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM {}\nCOPY rootfs/ /\nRUN cat /etc/hostname > /seen-by-run\n",
+            env.base
+        ),
+    )
+    .unwrap();
+    let oci = env.path("oci");
+    run_ok(
+        Command::new(cairn_bin())
+            .args(["build", dir.to_str().unwrap(), "--state-dir"])
+            .arg(env.path("state"))
+            .args(["--output", &format!("type=oci,dest={}", oci.display())]),
+    );
+    let root = umoci_unpack(&oci, "latest", &env.path("umoci"));
+    assert_eq!(read(&root.join("etc/hostname")), "image hostname\n");
+    assert_eq!(read(&root.join("etc/resolv.conf")), "image resolv.conf\n");
+    // RUN sees the sandbox's host name, not the file the image carries.
+    assert_eq!(read(&root.join("seen-by-run")), "cairn\n");
+}
