@@ -103,6 +103,7 @@ pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
                 cache_readonly: false,
                 cache_from: Vec::new(),
                 labels: Vec::new(),
+                compression: Default::default(),
                 cached_only: false,
                 explain: false,
                 pull_credentials: Default::default(),

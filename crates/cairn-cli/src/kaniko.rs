@@ -379,13 +379,14 @@ pub fn apply(a: &mut BuildArgs) -> anyhow::Result<After> {
             ));
         }
     }
-    if let Some(c) = &k.compression
-        && c != "gzip"
-    {
-        return Err(rejected(
-            "compression",
-            &format!("`{c}`: cairn writes gzip layers (the cache keys' layers are gzip)"),
-        ));
+    if let Some(c) = &k.compression {
+        a.layer_compression = c.clone();
+    }
+    if let Some(l) = &k.compression_level {
+        a.layer_compression_level = Some(
+            l.parse()
+                .map_err(|_| rejected("compression-level", &format!("`{l}` is not a number")))?,
+        );
     }
 
     // Outputs.
@@ -488,7 +489,7 @@ fn check_unsupported(k: &KanikoArgs) -> anyhow::Result<()> {
 }
 
 fn warn_ignored(k: &KanikoArgs) {
-    let list: [(&str, bool, &str); 19] = [
+    let list: [(&str, bool, &str); 18] = [
         (
             "snapshot-mode",
             k.snapshot_mode.is_some(),
@@ -553,11 +554,6 @@ fn warn_ignored(k: &KanikoArgs) {
             "force-build-metadata",
             k.force_build_metadata.is_some(),
             "metadata-only steps never add layers",
-        ),
-        (
-            "compression-level",
-            k.compression_level.is_some(),
-            "the level is fixed so that layers stay byte-identical (and cache keys stable)",
         ),
         (
             "kaniko-dir",

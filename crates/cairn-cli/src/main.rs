@@ -186,6 +186,15 @@ struct BuildArgs {
     /// `--label K=V` values (taken from the kaniko-style flag).
     #[arg(skip)]
     labels: Vec<String>,
+    /// Layer compression: `gzip` (parallel, the same bytes on any number of cores;
+    /// the default), `gzip-single` (one stream) or `zstd`. Part of every cache key.
+    /// Kaniko's `--compression` sets it too.
+    #[arg(long, value_name = "CODEC", default_value = "gzip")]
+    layer_compression: String,
+    /// Compression level (gzip 1–9, default 6; zstd 1–19, default 3); kaniko's
+    /// `--compression-level` sets it too.
+    #[arg(long, value_name = "N")]
+    layer_compression_level: Option<u32>,
     /// Also read this cache: `type=registry,ref=REG/REPO` or just `REG/REPO`
     /// (repeatable; e.g. a branch's cache, then main's).
     #[arg(long = "cache-from", value_name = "SPEC")]
@@ -316,6 +325,11 @@ fn build_options(a: BuildArgs, extra_outputs: Vec<Output>) -> anyhow::Result<Bui
             .iter()
             .map(|s| cache_ref(s))
             .collect::<anyhow::Result<_>>()?,
+        compression: cairn_engine::LayerCompression::parse(
+            &a.layer_compression,
+            a.layer_compression_level,
+        )
+        .map_err(anyhow::Error::msg)?,
         labels: a
             .labels
             .iter()

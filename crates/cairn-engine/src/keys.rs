@@ -57,9 +57,15 @@ fn hash(v: &Value) -> StepKey {
 }
 
 /// The key of a stage's base: `image:<platform manifest digest>`, `scratch`, or
-/// (for a base that is another stage) that stage's last key.
-pub fn base_key(base: &str, platform: &str) -> StepKey {
-    hash(&json!({ "scheme": KEY_SCHEME, "base": base, "platform": platform }))
+/// (for a base that is another stage) that stage's last key; with the layer
+/// compression, so that layers of other bytes never share keys.
+pub fn base_key(base: &str, platform: &str, compression: &str) -> StepKey {
+    hash(&json!({
+        "scheme": KEY_SCHEME,
+        "base": base,
+        "platform": platform,
+        "compression": compression,
+    }))
 }
 
 /// The key of one step after `parent`.
@@ -171,11 +177,12 @@ mod tests {
         let base = base_key(
             "image:sha256:1111111111111111111111111111111111111111111111111111111111111111",
             "linux/amd64",
+            "gzip-parallel/6",
         );
         assert_eq!(
             base.hex(),
             sha256sum(
-                r#"{"base":"image:sha256:1111111111111111111111111111111111111111111111111111111111111111","platform":"linux/amd64","scheme":"cairn-step-key/v1"}"#
+                r#"{"base":"image:sha256:1111111111111111111111111111111111111111111111111111111111111111","compression":"gzip-parallel/6","platform":"linux/amd64","scheme":"cairn-step-key/v1"}"#
             )
         );
         let step = json!({

@@ -37,7 +37,7 @@ pub use cache::{ENTRY_ANNOTATION, EntryMeta};
 pub use error::Error;
 pub use export::BuildResult;
 pub use keys::{KEY_SCHEME, StepKey};
-pub use options::{BuildOptions, Output, SecretSource};
+pub use options::{BuildOptions, LayerCompression, Output, SecretSource};
 pub use platform::Platform;
 pub use state::StateDir;
 

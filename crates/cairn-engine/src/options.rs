@@ -2,6 +2,65 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use cairn_registry::Reference;
+
+pub use cairn_oci::LayerCompression as OciCompression;
+
+/// Layer compression: the codec and its level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerCompression {
+    /// The codec.
+    pub codec: OciCompression,
+    /// Level (gzip 1–9, zstd 1–19).
+    pub level: u32,
+}
+
+impl Default for LayerCompression {
+    /// gzip level 6 compressed in parallel (pigz-style): one gzip member whose bytes
+    /// do not depend on the number of cores.
+    fn default() -> Self {
+        LayerCompression {
+            codec: OciCompression::ParallelGzip,
+            level: 6,
+        }
+    }
+}
+
+impl LayerCompression {
+    /// The identity cache keys record (`gzip-parallel/6`, `gzip/6`, `zstd/3`).
+    pub fn key_id(&self) -> String {
+        match self.codec {
+            OciCompression::Gzip => format!("gzip/{}", self.level),
+            OciCompression::ParallelGzip => format!("gzip-parallel/{}", self.level),
+            OciCompression::Zstd { .. } => format!("zstd/{}", self.level),
+            _ => format!("other/{}", self.level),
+        }
+    }
+
+    /// Parses `gzip`, `gzip-single` or `zstd`, with a level (default 6 for gzip,
+    /// 3 for zstd).
+    pub fn parse(codec: &str, level: Option<u32>) -> Result<LayerCompression, String> {
+        let (codec, default) = match codec {
+            "gzip" | "gzip-parallel" => (OciCompression::ParallelGzip, 6),
+            "gzip-single" => (OciCompression::Gzip, 6),
+            "zstd" => (OciCompression::Zstd { level: 3 }, 3),
+            other => {
+                return Err(format!(
+                    "unknown layer compression `{other}` (gzip, gzip-single, zstd)"
+                ));
+            }
+        };
+        let level = level.unwrap_or(default);
+        let codec = match codec {
+            OciCompression::Zstd { .. } if (1..=19).contains(&level) => OciCompression::Zstd {
+                level: i32::try_from(level).unwrap_or(3),
+            },
+            OciCompression::Zstd { .. } => return Err(format!("zstd level {level} is not 1–19")),
+            c if (1..=9).contains(&level) => c,
+            _ => return Err(format!("gzip level {level} is not 1–9")),
+        };
+        Ok(LayerCompression { codec, level })
+    }
+}
 use cairn_sandbox::Network;
 
 use crate::StateDir;
@@ -107,6 +166,8 @@ pub struct BuildOptions {
     pub ca_cert: Option<PathBuf>,
     /// The registry cache repository (`--cache-repo`).
     pub cache_repo: Option<Reference>,
+    /// How layers are compressed (part of every cache key: other bytes, other keys).
+    pub compression: LayerCompression,
     /// `--label K=V`: labels added after the target stage's last instruction (they
     /// are part of its final cache key, like a LABEL line).
     pub labels: Vec<(String, String)>,

@@ -687,12 +687,13 @@ impl<'a> Build<'a> {
             self.log(format_args!("[{label}] FROM {image}"));
         }
         let platform = self.platform.to_string_short();
+        let compression = self.opts.compression.key_id();
         let mut state = if let Some(dep) = self.stage_ref(index, &image) {
             let mut st = done
                 .get(&dep)
                 .cloned()
                 .expect("dependencies are built first");
-            st.key = base_key(&format!("stage:{}", st.key), &platform);
+            st.key = base_key(&format!("stage:{}", st.key), &platform, &compression);
             st
         } else if image == "scratch" {
             StageState {
@@ -704,7 +705,7 @@ impl<'a> Build<'a> {
                 },
                 layers: vec![],
                 lowers: vec![],
-                key: base_key("scratch", &platform),
+                key: base_key("scratch", &platform, &compression),
                 planning,
             }
         } else {
@@ -712,7 +713,11 @@ impl<'a> Build<'a> {
             StageState {
                 config: base.config.clone(),
                 layers: base.layers.clone(),
-                key: base_key(&format!("image:{}", base.manifest_digest), &platform),
+                key: base_key(
+                    &format!("image:{}", base.manifest_digest),
+                    &platform,
+                    &compression,
+                ),
                 lowers: vec![Lower::Image(base)],
                 planning,
             }
@@ -934,6 +939,8 @@ impl<'a> Build<'a> {
     fn write_layer(&self, upper: &Path) -> Result<LayerDesc, Error> {
         let opts = LayerOptions {
             source_date_epoch: self.opts.source_date_epoch,
+            gzip_level: self.opts.compression.level,
+            compression: self.opts.compression.codec,
             ..Default::default()
         };
         let mut info = None;

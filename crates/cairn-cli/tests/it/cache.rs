@@ -669,3 +669,64 @@ fn cache_from_another_repository_and_labels() {
         serde_json::from_str(&blob(&manifest["config"]["digest"])).unwrap();
     assert_eq!(config["config"]["Labels"]["team"], "web");
 }
+
+/// The layer compression is part of the keys: a zstd build never takes gzip
+/// entries, writes zstd layers, and is reproducible itself.
+#[test]
+fn compression_is_part_of_the_key() {
+    let env = Env::new();
+    let cache = env.image("cache/codec");
+    let ctx = testdata("acceptance/basic");
+    ok(&build_in(
+        &env,
+        &ctx,
+        &env.path("s1"),
+        &["--cache-repo", &cache],
+    ));
+    let oci = env.path("oci");
+    let (o2, e2) = ok(&build_in(
+        &env,
+        &ctx,
+        &env.path("s2"),
+        &[
+            "--cache-repo",
+            &cache,
+            "--layer-compression",
+            "zstd",
+            "--output",
+            &format!("type=oci,dest={}", oci.display()),
+        ],
+    ));
+    assert!(
+        !e2.contains("CACHED") && !e2.contains("Using cached image"),
+        "zstd took gzip entries:\n{e2}"
+    );
+    let index: serde_json::Value = serde_json::from_str(&read(&oci.join("index.json"))).unwrap();
+    let blob = |d: &serde_json::Value| {
+        read(
+            &oci.join("blobs/sha256")
+                .join(d.as_str().unwrap().trim_start_matches("sha256:")),
+        )
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_str(&blob(&index["manifests"][0]["digest"])).unwrap();
+    let types: Vec<&str> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap())
+        .collect();
+    assert!(
+        types[1..]
+            .iter()
+            .all(|t| *t == "application/vnd.oci.image.layer.v1.tar+zstd"),
+        "{types:?}"
+    );
+    let (o3, _) = ok(&build_in(
+        &env,
+        &ctx,
+        &env.path("s3"),
+        &["--layer-compression", "zstd"],
+    ));
+    assert_eq!(digest_of(&o2), digest_of(&o3));
+}
