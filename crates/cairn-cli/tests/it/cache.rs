@@ -536,7 +536,7 @@ fn killed_mid_push_never_leaves_a_tag_without_its_blobs() {
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(
         ctx.join("Dockerfile"),
-        "ARG BASE\nFROM ${BASE}\nRUN dd if=/dev/urandom of=/big bs=1M count=48 2>/dev/null && echo big-done\nRUN echo small > /small\n",
+        "ARG BASE\nFROM ${BASE}\nARG ITER\nRUN echo \"$ITER\" && dd if=/dev/urandom of=/big bs=1M count=48 2>/dev/null && echo big-done\nRUN echo small > /small\n",
     )
     .unwrap();
     let dest = env.image("app/midpush:v1");
@@ -545,6 +545,9 @@ fn killed_mid_push_never_leaves_a_tag_without_its_blobs() {
         c.arg("build")
             .arg(&ctx)
             .args(["--build-arg", &format!("BASE={}", env.base)])
+            // Each attempt its own key: an entry an earlier attempt finished must
+            // not turn the big step into a hit.
+            .args(["--build-arg", &format!("ITER={state}")])
             .arg("--state-dir")
             .arg(env.path(state))
             .args(["--cache-repo", &cache, "-t", &dest, "--push"]);
@@ -656,17 +659,7 @@ fn cache_from_another_repository_and_labels() {
         !e3.contains("Using cached image") && !e3.contains(" | "),
         "{e3}"
     );
-    let index: serde_json::Value = serde_json::from_str(&read(&oci.join("index.json"))).unwrap();
-    let blob = |d: &serde_json::Value| {
-        read(
-            &oci.join("blobs/sha256")
-                .join(d.as_str().unwrap().trim_start_matches("sha256:")),
-        )
-    };
-    let manifest: serde_json::Value =
-        serde_json::from_str(&blob(&index["manifests"][0]["digest"])).unwrap();
-    let config: serde_json::Value =
-        serde_json::from_str(&blob(&manifest["config"]["digest"])).unwrap();
+    let config = layout_config(&oci);
     assert_eq!(config["config"]["Labels"]["team"], "web");
 }
 
@@ -701,15 +694,7 @@ fn compression_is_part_of_the_key() {
         !e2.contains("CACHED") && !e2.contains("Using cached image"),
         "zstd took gzip entries:\n{e2}"
     );
-    let index: serde_json::Value = serde_json::from_str(&read(&oci.join("index.json"))).unwrap();
-    let blob = |d: &serde_json::Value| {
-        read(
-            &oci.join("blobs/sha256")
-                .join(d.as_str().unwrap().trim_start_matches("sha256:")),
-        )
-    };
-    let manifest: serde_json::Value =
-        serde_json::from_str(&blob(&index["manifests"][0]["digest"])).unwrap();
+    let manifest = layout_manifest(&oci);
     let types: Vec<&str> = manifest["layers"]
         .as_array()
         .unwrap()

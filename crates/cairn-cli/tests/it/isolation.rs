@@ -25,22 +25,6 @@ pub fn tar_listing(layout: &Path) -> String {
     all
 }
 
-/// The image config of the single image in an OCI layout, as text.
-fn image_config(layout: &Path) -> String {
-    let index: serde_json::Value = serde_json::from_str(&read(&layout.join("index.json"))).unwrap();
-    let blob = |d: &serde_json::Value| {
-        let d = d
-            .as_str()
-            .unwrap()
-            .trim_start_matches("sha256:")
-            .to_string();
-        read(&layout.join("blobs/sha256").join(d))
-    };
-    let manifest: serde_json::Value =
-        serde_json::from_str(&blob(&index["manifests"][0]["digest"])).unwrap();
-    blob(&manifest["config"]["digest"])
-}
-
 pub fn owner_of(listing: &str, path: &str) -> String {
     listing
         .lines()
@@ -147,7 +131,7 @@ fn check_isolation(as_user: bool) {
             "{step_env}"
         );
         // … and is not written into the image.
-        let config = image_config(&oci);
+        let config = layout_config(&oci).to_string();
         assert!(!config.contains("proxy.invalid"), "{config}");
     }
 

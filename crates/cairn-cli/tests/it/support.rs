@@ -268,3 +268,21 @@ pub fn spawn_until(
 pub fn signal_group(pgid: u32, signal: &str) {
     run_ok(Command::new("kill").args([&format!("-{signal}"), "--", &format!("-{pgid}")]));
 }
+
+/// The manifest of the (single) image in an OCI layout.
+pub fn layout_manifest(layout: &Path) -> serde_json::Value {
+    let index: serde_json::Value = serde_json::from_str(&read(&layout.join("index.json"))).unwrap();
+    serde_json::from_str(&layout_blob(layout, &index["manifests"][0]["digest"])).unwrap()
+}
+
+/// The image config of the (single) image in an OCI layout.
+pub fn layout_config(layout: &Path) -> serde_json::Value {
+    let manifest = layout_manifest(layout);
+    serde_json::from_str(&layout_blob(layout, &manifest["config"]["digest"])).unwrap()
+}
+
+/// A blob of an OCI layout, as text.
+pub fn layout_blob(layout: &Path, digest: &serde_json::Value) -> String {
+    let hex = digest.as_str().unwrap().trim_start_matches("sha256:");
+    read(&layout.join("blobs/sha256").join(hex))
+}
