@@ -79,7 +79,8 @@ pub(crate) async fn finish(
 
     if !opts.outputs.is_empty() {
         // Layers taken from a cache or a base image are not local until now.
-        futures_util::future::try_join_all(
+        crate::at_most(
+            crate::TRANSFERS,
             st.layers
                 .iter()
                 .filter(|l| !store.contains(&l.digest))
@@ -241,8 +242,11 @@ async fn push(
     manifest: &[u8],
     manifest_digest: &Digest,
 ) -> Result<(), Error> {
-    futures_util::future::try_join_all(blobs.iter().map(|l| ensure_blob(client, store, tag, l)))
-        .await?;
+    crate::at_most(
+        crate::TRANSFERS,
+        blobs.iter().map(|l| ensure_blob(client, store, tag, l)),
+    )
+    .await?;
     let got = client
         .put_manifest(tag, media_types::OCI_MANIFEST, manifest)
         .await

@@ -41,6 +41,22 @@ pub use options::{BuildOptions, LayerCompression, Output, SecretSource};
 pub use platform::Platform;
 pub use state::StateDir;
 
+/// Runs `futures` at most `n` at a time (transfers to and from registries: more
+/// buys nothing on loopback or on a 2-core builder); the first error wins.
+pub(crate) async fn at_most<T>(
+    n: usize,
+    futures: impl IntoIterator<Item = impl std::future::Future<Output = Result<T, Error>>>,
+) -> Result<Vec<T>, Error> {
+    use futures_util::{StreamExt, TryStreamExt};
+    futures_util::stream::iter(futures)
+        .buffer_unordered(n)
+        .try_collect()
+        .await
+}
+
+/// Blob transfers at once.
+pub(crate) const TRANSFERS: usize = 4;
+
 /// Runs a build.
 pub async fn build(opts: &BuildOptions) -> Result<BuildResult, Error> {
     stage::Build::run(opts).await

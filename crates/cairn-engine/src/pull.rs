@@ -195,7 +195,8 @@ pub async fn unpack_image(
     {
         return Ok(Some(state.snapshots().join(chain.digest())));
     }
-    futures_util::future::try_join_all(
+    crate::at_most(
+        crate::TRANSFERS,
         image
             .layers
             .iter()

@@ -523,7 +523,8 @@ impl<'a> Build<'a> {
                 })
                 .collect()
         };
-        futures_util::future::try_join_all(
+        crate::at_most(
+            crate::TRANSFERS,
             wanted
                 .into_iter()
                 .map(|(key, layer, repo)| self.fetch_cached(key, layer, repo)),
