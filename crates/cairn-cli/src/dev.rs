@@ -104,6 +104,7 @@ pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
                 cache_from: Vec::new(),
                 labels: Vec::new(),
                 compression: Default::default(),
+                progress: crate::progress::choose("auto"),
                 cached_only: false,
                 explain: false,
                 pull_credentials: Default::default(),

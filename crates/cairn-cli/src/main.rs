@@ -6,6 +6,7 @@ mod cache_cmd;
 mod dev;
 mod frontend;
 mod kaniko;
+mod progress;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -186,6 +187,9 @@ struct BuildArgs {
     /// `--label K=V` values (taken from the kaniko-style flag).
     #[arg(skip)]
     labels: Vec<String>,
+    /// The build log: `auto` (bars on a terminal, else plain lines), `plain`, `tty`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "tty"])]
+    progress: String,
     /// Layer compression: `gzip` (parallel, the same bytes on any number of cores;
     /// the default), `gzip-single` (one stream) or `zstd`. Part of every cache key.
     /// Kaniko's `--compression` sets it too.
@@ -325,6 +329,7 @@ fn build_options(a: BuildArgs, extra_outputs: Vec<Output>) -> anyhow::Result<Bui
             .iter()
             .map(|s| cache_ref(s))
             .collect::<anyhow::Result<_>>()?,
+        progress: progress::choose(&a.progress),
         compression: cairn_engine::LayerCompression::parse(
             &a.layer_compression,
             a.layer_compression_level,

@@ -119,7 +119,9 @@ pub(crate) async fn finish(
             )
             .await?;
             let name = format!("{}@{manifest_digest}", tag.name());
-            eprintln!("pushed {tag} ({manifest_digest})");
+            b.opts
+                .progress
+                .line(&format!("pushed {tag} ({manifest_digest})"));
             pushed.push(name);
         }
     }
@@ -183,7 +185,8 @@ fn write_outputs(
                     "write the OCI layout `{}`",
                     dest.display()
                 )))?;
-                eprintln!("wrote OCI layout {}", dest.display());
+                opts.progress
+                    .line(&format!("wrote OCI layout {}", dest.display()));
             }
         }
     }
@@ -307,7 +310,9 @@ pub(crate) async fn from_cache(
                     &image.digest,
                 )
                 .await?;
-                eprintln!("pushed {tag} ({})", image.digest);
+                b.opts
+                    .progress
+                    .line(&format!("pushed {tag} ({})", image.digest));
                 pushed.push(format!("{}@{}", tag.name(), image.digest));
             }
         }
@@ -321,10 +326,9 @@ pub(crate) async fn from_cache(
                 .map_err(Error::oci("store the cached manifest"))?;
             write_outputs(&b.store, b.opts, &d, image.bytes.len() as u64)?;
         }
-        eprintln!(
-            "{}",
-            crate::plan::saved_line(cache.image_duration(key).await)
-        );
+        b.opts
+            .progress
+            .line(&crate::plan::saved_line(cache.image_duration(key).await));
     }
     Ok(BuildResult {
         manifest_digest: image.digest.clone(),

@@ -28,6 +28,7 @@ mod mounts;
 mod options;
 mod plan;
 mod platform;
+mod progress;
 mod pull;
 mod stage;
 mod state;
@@ -39,6 +40,7 @@ pub use export::BuildResult;
 pub use keys::{KEY_SCHEME, StepKey};
 pub use options::{BuildOptions, LayerCompression, Output, SecretSource};
 pub use platform::Platform;
+pub use progress::{PlainProgress, Progress};
 pub use state::StateDir;
 
 /// Runs `futures` at most `n` at a time (transfers to and from registries: more

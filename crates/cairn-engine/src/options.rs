@@ -166,6 +166,8 @@ pub struct BuildOptions {
     pub ca_cert: Option<PathBuf>,
     /// The registry cache repository (`--cache-repo`).
     pub cache_repo: Option<Reference>,
+    /// Where the build log goes.
+    pub progress: std::sync::Arc<dyn crate::Progress>,
     /// How layers are compressed (part of every cache key: other bytes, other keys).
     pub compression: LayerCompression,
     /// `--label K=V`: labels added after the target stage's last instruction (they

@@ -163,7 +163,7 @@ pub(crate) async fn after_planning(b: &Build<'_>, final_key: &StepKey) -> Result
             );
             if hits.contains_key(&p.key) {
                 if b.opts.explain {
-                    eprintln!("hit   {line}");
+                    b.opts.progress.line(&format!("hit   {line}"));
                 }
                 continue;
             }
@@ -176,7 +176,7 @@ pub(crate) async fn after_planning(b: &Build<'_>, final_key: &StepKey) -> Result
                     "not cached: first missing step is {line} ({why})"
                 )));
             }
-            eprintln!("miss  {line}: {why}");
+            b.opts.progress.line(&format!("miss  {line}: {why}"));
         }
         if b.opts.cached_only {
             return Err(Error::Usage(
@@ -195,7 +195,7 @@ pub(crate) fn report(b: &Build<'_>, result: &BuildResult) {
     let saved = b.stats.saved_ms.load(Ordering::Relaxed);
     let pulled = b.stats.pulled_bytes.load(Ordering::Relaxed);
     if b.cache.is_some() {
-        eprintln!(
+        b.opts.progress.line(&format!(
             "cache: {hits} steps hit, {misses} built; {} of cached layers pulled; built in {:.2}s{}",
             bytes(pulled),
             b.started.elapsed().as_secs_f64(),
@@ -204,7 +204,7 @@ pub(crate) fn report(b: &Build<'_>, result: &BuildResult) {
             } else {
                 String::new()
             }
-        );
+        ));
     }
     let _ = result;
 }

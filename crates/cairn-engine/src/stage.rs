@@ -346,9 +346,14 @@ impl<'a> Build<'a> {
         Ok(done.remove(&target).expect("target built"))
     }
 
+    /// A log line with the time since the build started.
+    fn stamped(&self, msg: impl std::fmt::Display) -> String {
+        format!("[{:7.3}s] {msg}", self.started.elapsed().as_secs_f64())
+    }
+
     /// Prints a build-log line with the time since the build started.
     pub fn log(&self, msg: impl std::fmt::Display) {
-        eprintln!("[{:7.3}s] {msg}", self.started.elapsed().as_secs_f64());
+        self.opts.progress.line(&self.stamped(msg));
     }
 
     /// An error at a Dockerfile line: `file:line:col: message` and the line with a caret.
@@ -623,7 +628,9 @@ impl<'a> Build<'a> {
                 blob: format!("{}/layer", cairn_sandbox::INPUT_ROOT),
             },
         };
-        let log = |_s: cairn_sandbox::Stream, l: &str| eprintln!("  apply | {l}");
+        let log = |_s: cairn_sandbox::Stream, l: &str| {
+            self.opts.progress.line(&format!("  apply | {l}"));
+        };
         match cairn_sandbox::run_step(&spec, &log, None).await {
             Ok(StepOutcome::Exited(0)) => {}
             other => {
@@ -650,7 +657,9 @@ impl<'a> Build<'a> {
             match self.stage(index, done, planning).await {
                 Err(Error::CacheCorrupt { key, reason }) => {
                     tracing::warn!("ignoring cache entry {key} ({reason}); rebuilding its step");
-                    eprintln!("warning: ignoring cache entry {key}: {reason}; rebuilding");
+                    self.opts.progress.line(&format!(
+                        "warning: ignoring cache entry {key}: {reason}; rebuilding"
+                    ));
                     if let Some(k) = StepKey::from_hex(&key) {
                         self.bad.lock().expect("not poisoned").insert(k);
                     }
@@ -756,11 +765,9 @@ impl<'a> Build<'a> {
                 source: ins.source.clone(),
             };
             if !planning {
-                self.log(format_args!(
-                    "[{label} {}/{total}] {}",
-                    i + 1,
-                    shorten(&ins.source)
-                ));
+                let text = shorten(&ins.source);
+                let line = self.stamped(format_args!("[{label} {}/{total}] {text}", i + 1));
+                self.opts.progress.step(&label, i + 1, total, &text, &line);
             }
             self.instruction(&mut state, &mut vars, &site, &ins.node, done)
                 .await?;
@@ -776,7 +783,8 @@ impl<'a> Build<'a> {
                 .await?;
         }
         if !planning {
-            self.log(format_args!("[{label}] done"));
+            let line = self.stamped(format_args!("[{label}] done"));
+            self.opts.progress.stage_done(&label, &line);
         }
         Ok(state)
     }
@@ -865,7 +873,9 @@ impl<'a> Build<'a> {
             inputs,
             action,
         };
-        let log = |_s: cairn_sandbox::Stream, line: &str| eprintln!("  {label} | {line}");
+        let log = |_s: cairn_sandbox::Stream, line: &str| {
+            self.opts.progress.line(&format!("  {label} | {line}"));
+        };
         let outcome = cairn_sandbox::run_step(&spec, &log, self.opts.step_timeout)
             .await
             .map_err(|source| Error::Sandbox {

@@ -124,3 +124,34 @@ fn same_inputs_same_digest_from_fresh_state_dirs() {
     ));
     assert_ne!(first, third);
 }
+
+/// `--progress tty` draws a spinner per stage with the current step (here under
+/// `script`, which gives cairn a terminal); plain output has no escape codes.
+#[test]
+fn progress_bars_on_a_terminal_plain_lines_otherwise() {
+    let env = Env::new();
+    let cmd = build_cmd(&env, "basic", &env.path("tty"));
+    let argv: Vec<String> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', r"'\''")))
+        .collect();
+    let out = run(std::process::Command::new("script").args([
+        "-qec",
+        &format!("{} --progress tty", argv.join(" ")),
+        "/dev/null",
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1/8 COPY files/ /opt/app/"), "{text}");
+    assert!(text.contains("\x1b[2K"), "no bar drawn:\n{text}");
+    assert!(text.contains("[stage-0] done"), "{text}");
+
+    let plain = run(&mut build_cmd(&env, "basic", &env.path("plain")));
+    let err = String::from_utf8_lossy(&plain.stderr);
+    assert!(plain.status.success());
+    assert!(
+        !err.contains('\x1b'),
+        "escape codes in plain output:\n{err}"
+    );
+    assert!(err.contains("[stage-0 1/8] COPY files/ /opt/app/"), "{err}");
+}
