@@ -102,6 +102,7 @@ pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
                 cache_repo: None,
                 cache_readonly: false,
                 cache_from: Vec::new(),
+                layer_cache_dir: None,
                 labels: Vec::new(),
                 compression: Default::default(),
                 progress: crate::progress::choose("auto"),

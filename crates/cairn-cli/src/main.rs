@@ -199,6 +199,10 @@ struct BuildArgs {
     /// `--compression-level` sets it too.
     #[arg(long, value_name = "N")]
     layer_compression_level: Option<u32>,
+    /// Use a local directory (an OCI image layout) as the layer cache instead of a
+    /// registry repository.
+    #[arg(long, value_name = "DIR")]
+    layer_cache_dir: Option<PathBuf>,
     /// Also read this cache: `type=registry,ref=REG/REPO` or just `REG/REPO`
     /// (repeatable; e.g. a branch's cache, then main's).
     #[arg(long = "cache-from", value_name = "SPEC")]
@@ -324,6 +328,7 @@ fn build_options(a: BuildArgs, extra_outputs: Vec<Output>) -> anyhow::Result<Bui
             (None, None) => None,
         },
         cache_readonly: a.cache_readonly,
+        layer_cache_dir: a.layer_cache_dir,
         cache_from: a
             .cache_from
             .iter()

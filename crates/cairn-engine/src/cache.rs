@@ -270,3 +270,334 @@ impl RegistryCache {
             .ok()
     }
 }
+
+/// A cache in a local directory (`--layer-cache-dir`), laid out as an OCI image
+/// layout: `blobs/sha256/…` hold layers, configs and entry manifests;
+/// `index.json` lists every entry with its tag as `org.opencontainers.image.ref.name`;
+/// `entries/<tag>` points at an entry's manifest for O(1) lookups. Writers take an
+/// exclusive `flock` on the directory; entries are immutable as in the registry.
+#[derive(Debug, Clone)]
+pub struct DirCache {
+    root: std::path::PathBuf,
+    /// Never write.
+    pub readonly: bool,
+}
+
+fn io_err(what: &str, p: &Path, e: std::io::Error) -> Error {
+    Error::Image(format!("layer cache dir: {what} `{}`: {e}", p.display()))
+}
+
+impl DirCache {
+    /// A cache at `root` (created on first write).
+    pub fn new(root: impl Into<std::path::PathBuf>, readonly: bool) -> DirCache {
+        DirCache {
+            root: root.into(),
+            readonly,
+        }
+    }
+
+    /// Its directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a blob lives.
+    pub fn blob_path(&self, d: &Digest) -> std::path::PathBuf {
+        self.root.join("blobs/sha256").join(d.digest())
+    }
+
+    fn entry_path(&self, tag: &str) -> std::path::PathBuf {
+        self.root.join("entries").join(tag)
+    }
+
+    /// The manifest bytes and digest recorded under `tag`, if any.
+    pub fn manifest(&self, tag: &str) -> Option<(Vec<u8>, Digest)> {
+        let digest: Digest = std::fs::read_to_string(self.entry_path(tag))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let bytes = std::fs::read(self.blob_path(&digest)).ok()?;
+        (cairn_oci::sha256_digest(&bytes) == digest).then_some((bytes, digest))
+    }
+
+    /// An entry's metadata.
+    pub fn get(&self, key: &StepKey) -> Option<EntryMeta> {
+        self.get_tag(&key.tag()).filter(|m| m.key == key.hex())
+    }
+
+    /// The entry a tag points at.
+    pub fn get_tag(&self, tag: &str) -> Option<EntryMeta> {
+        let (bytes, _) = self.manifest(tag)?;
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        serde_json::from_str(doc["annotations"][ENTRY_ANNOTATION].as_str()?).ok()
+    }
+
+    /// Copies (hardlinks where possible) a blob from the store into the cache.
+    fn put_blob(&self, store: &cairn_oci::ContentStore, d: &Digest) -> Result<(), Error> {
+        let dest = self.blob_path(d);
+        if dest.is_file() {
+            return Ok(());
+        }
+        let src = store.blob_path(d);
+        let dir = dest.parent().expect("blob paths have a parent");
+        std::fs::create_dir_all(dir).map_err(|e| io_err("create", dir, e))?;
+        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), d.digest()));
+        if std::fs::hard_link(&src, &tmp).is_err() {
+            std::fs::copy(&src, &tmp).map_err(|e| io_err("copy", &src, e))?;
+        }
+        std::fs::rename(&tmp, &dest).map_err(|e| io_err("rename", &dest, e))
+    }
+
+    /// Copies a blob of the cache into the store (verified).
+    pub fn get_blob(&self, store: &cairn_oci::ContentStore, d: &Digest) -> Result<(), Error> {
+        if store.contains(d) {
+            return Ok(());
+        }
+        let src = self.blob_path(d);
+        let f = std::fs::File::open(&src).map_err(|e| io_err("open", &src, e))?;
+        store
+            .ingest_verified(f, d)
+            .map(drop)
+            .map_err(Error::oci(format!("read {d} from the layer cache dir")))
+    }
+
+    /// Records `manifest` (whose blobs are in `store`) under `tag`, unless the tag
+    /// exists: blobs first, then the manifest, then the tag and the index.
+    pub fn put_manifest(
+        &self,
+        store: &cairn_oci::ContentStore,
+        tag: &str,
+        blobs: &[Digest],
+        manifest: &[u8],
+    ) -> Result<(), Error> {
+        if self.readonly || self.entry_path(tag).is_file() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(self.root.join("entries"))
+            .map_err(|e| io_err("create", &self.root, e))?;
+        let lock = std::fs::File::open(&self.root).map_err(|e| io_err("open", &self.root, e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io_err("lock", &self.root, e.into()))?;
+        for d in blobs {
+            self.put_blob(store, d)?;
+        }
+        let digest = store
+            .put_bytes(manifest)
+            .map_err(Error::oci("store a cache manifest"))?;
+        self.put_blob(store, &digest)?;
+        let layout = self.root.join("oci-layout");
+        if !layout.is_file() {
+            std::fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)
+                .map_err(|e| io_err("write", &layout, e))?;
+        }
+        let index_path = self.root.join("index.json");
+        let mut index: serde_json::Value = std::fs::read(&index_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_else(|| serde_json::json!({"schemaVersion": 2, "mediaType": media_types::OCI_INDEX, "manifests": []}));
+        if let Some(list) = index["manifests"].as_array_mut() {
+            list.push(serde_json::json!({
+                "mediaType": media_types::OCI_MANIFEST,
+                "digest": digest.to_string(),
+                "size": manifest.len(),
+                "annotations": { "org.opencontainers.image.ref.name": tag },
+            }));
+        }
+        let tmp = self.root.join(format!(".index-{}", std::process::id()));
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(&index).map_err(|e| json_err("index", e))?,
+        )
+        .map_err(|e| io_err("write", &tmp, e))?;
+        std::fs::rename(&tmp, &index_path).map_err(|e| io_err("write", &index_path, e))?;
+        let entry = self.entry_path(tag);
+        let tmp = entry.with_extension("tmp");
+        std::fs::write(&tmp, digest.to_string()).map_err(|e| io_err("write", &tmp, e))?;
+        std::fs::rename(&tmp, &entry).map_err(|e| io_err("write", &entry, e))
+    }
+
+    /// Records a step, as [`RegistryCache::put`] does.
+    pub fn put(
+        &self,
+        key: &StepKey,
+        meta: &EntryMeta,
+        store: &cairn_oci::ContentStore,
+    ) -> Result<(), Error> {
+        let empty = store
+            .put_bytes(EMPTY_JSON)
+            .map_err(Error::oci("store the empty config"))?;
+        let mut blobs = vec![empty.clone()];
+        let mut layers = Vec::new();
+        if let Some(l) = &meta.layer {
+            let d: Digest = l
+                .digest
+                .parse()
+                .map_err(|e| Error::Image(format!("cache layer digest: {e}")))?;
+            blobs.push(d);
+            layers.push(serde_json::json!({
+                "mediaType": l.media_type, "digest": l.digest, "size": l.size,
+            }));
+        }
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_types::OCI_MANIFEST,
+            "config": { "mediaType": EMPTY_JSON_MEDIA_TYPE, "digest": empty.to_string(), "size": EMPTY_JSON.len() },
+            "layers": layers,
+            "annotations": { ENTRY_ANNOTATION: serde_json::to_string(meta).map_err(|e| json_err("entry", e))? },
+        });
+        let bytes = cairn_oci::canonical_json(&manifest).map_err(Error::oci("cache entry"))?;
+        self.put_manifest(store, &key.tag(), &blobs, &bytes)
+    }
+}
+
+/// A cache backend: a registry repository or a local directory.
+#[derive(Debug, Clone)]
+pub enum Cache {
+    /// `--cache-repo`, `--cache-to`, `--cache-from`.
+    Registry(RegistryCache),
+    /// `--layer-cache-dir`.
+    Dir(DirCache),
+}
+
+impl Cache {
+    /// Never written.
+    pub fn readonly(&self) -> bool {
+        match self {
+            Cache::Registry(c) => c.readonly,
+            Cache::Dir(c) => c.readonly,
+        }
+    }
+
+    /// The repository its blobs can be mounted or pulled from (registries only).
+    pub fn repo(&self) -> Option<&Reference> {
+        match self {
+            Cache::Registry(c) => Some(c.repo()),
+            Cache::Dir(_) => None,
+        }
+    }
+
+    /// How to name it in messages (`REG/REPO` or the directory).
+    pub fn name(&self) -> String {
+        match self {
+            Cache::Registry(c) => c.repo().name(),
+            Cache::Dir(c) => c.root().display().to_string(),
+        }
+    }
+
+    /// A step lookup.
+    pub async fn get(&self, key: &StepKey) -> Result<Option<EntryMeta>, Error> {
+        match self {
+            Cache::Registry(c) => c.get(key).await,
+            Cache::Dir(c) => Ok(c.get(key)),
+        }
+    }
+
+    /// The entry a position tag points at.
+    pub async fn get_tag(&self, tag: &str) -> Option<EntryMeta> {
+        match self {
+            Cache::Registry(c) => c.get_tag(tag).await,
+            Cache::Dir(c) => c.get_tag(tag),
+        }
+    }
+
+    /// Records a step (its layer blob from `store`).
+    pub async fn put(
+        &self,
+        key: &StepKey,
+        meta: &EntryMeta,
+        layer_path: Option<&Path>,
+        store: &cairn_oci::ContentStore,
+    ) -> Result<(), Error> {
+        match self {
+            Cache::Registry(c) => c.put(key, meta, layer_path, store).await,
+            Cache::Dir(c) => c.put(key, meta, store),
+        }
+    }
+
+    /// Points a position tag at the entry of `key` (registries; directories keep
+    /// no position hints).
+    pub async fn retag(&self, key: &StepKey, tag: &str) -> Result<(), Error> {
+        match self {
+            Cache::Registry(c) => c.retag(key, tag).await,
+            Cache::Dir(_) => Ok(()),
+        }
+    }
+
+    /// The image recorded under `key`.
+    pub async fn get_image(
+        &self,
+        key: &StepKey,
+    ) -> Result<Option<cairn_registry::FetchedManifest>, Error> {
+        match self {
+            Cache::Registry(c) => c.get_image(key).await,
+            Cache::Dir(c) => Ok(c.manifest(&key.image_tag()).map(|(bytes, digest)| {
+                cairn_registry::FetchedManifest {
+                    bytes,
+                    media_type: media_types::OCI_MANIFEST.to_string(),
+                    digest,
+                }
+            })),
+        }
+    }
+
+    /// How long the image of `key` took to build.
+    pub async fn image_duration(&self, key: &StepKey) -> Option<u64> {
+        match self {
+            Cache::Registry(c) => c.image_duration(key).await,
+            Cache::Dir(c) => {
+                let (bytes, _) = c.manifest(&format!("{}-meta", key.image_tag()))?;
+                let doc: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+                doc["annotations"][IMAGE_DURATION_ANNOTATION]
+                    .as_str()?
+                    .parse()
+                    .ok()
+            }
+        }
+    }
+
+    /// Records the build duration of the image of `key`.
+    pub async fn put_image_duration(
+        &self,
+        key: &StepKey,
+        duration_ms: u64,
+        store: &cairn_oci::ContentStore,
+    ) -> Result<(), Error> {
+        match self {
+            Cache::Registry(c) => c.put_image_duration(key, duration_ms, store).await,
+            Cache::Dir(c) => {
+                let empty = store
+                    .put_bytes(EMPTY_JSON)
+                    .map_err(Error::oci("store the empty config"))?;
+                let manifest = serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": media_types::OCI_MANIFEST,
+                    "config": { "mediaType": EMPTY_JSON_MEDIA_TYPE, "digest": empty.to_string(), "size": EMPTY_JSON.len() },
+                    "layers": [],
+                    "annotations": { IMAGE_DURATION_ANNOTATION: duration_ms.to_string() },
+                });
+                let bytes =
+                    cairn_oci::canonical_json(&manifest).map_err(Error::oci("cache entry"))?;
+                c.put_manifest(
+                    store,
+                    &format!("{}-meta", key.image_tag()),
+                    &[empty],
+                    &bytes,
+                )
+            }
+        }
+    }
+
+    /// Copies (directory) or downloads (registry) a blob of this cache into the store.
+    pub async fn fetch_blob(
+        &self,
+        client: &Client,
+        store: &cairn_oci::ContentStore,
+        d: &Digest,
+    ) -> Result<(), Error> {
+        match self {
+            Cache::Registry(c) => crate::pull::fetch_blob(client, store, c.repo(), d).await,
+            Cache::Dir(c) => c.get_blob(store, d),
+        }
+    }
+}

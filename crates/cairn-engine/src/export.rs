@@ -4,7 +4,7 @@ use cairn_oci::oci_spec::image::{DescriptorBuilder, ImageManifestBuilder, MediaT
 use cairn_oci::{ContentStore, Digest, media_types};
 use cairn_registry::{Client, Reference};
 
-use crate::cache::RegistryCache;
+use crate::cache::Cache;
 use crate::keys::StepKey;
 use crate::pull::LayerDesc;
 use crate::stage::{Build, StageState};
@@ -79,22 +79,7 @@ pub(crate) async fn finish(
 
     if !opts.outputs.is_empty() {
         // Layers taken from a cache or a base image are not local until now.
-        crate::at_most(
-            crate::TRANSFERS,
-            st.layers
-                .iter()
-                .filter(|l| !store.contains(&l.digest))
-                .map(|l| async move {
-                    let src = l.source.as_ref().ok_or_else(|| {
-                        Error::Image(format!(
-                            "layer {} is neither local nor in a registry",
-                            l.digest
-                        ))
-                    })?;
-                    crate::pull::fetch_blob(client, store, src, &l.digest).await
-                }),
-        )
-        .await?;
+        fetch_missing(client, store, &st.layers).await?;
     }
     write_outputs(store, opts, &manifest_digest, manifest_size)?;
     let config_layer = LayerDesc {
@@ -126,21 +111,32 @@ pub(crate) async fn finish(
         }
     }
     if let Some(cache) = &b.cache
-        && !cache.readonly
+        && !cache.readonly()
     {
         // The whole image under its final key: the next identical build is a
         // constant number of requests and no layer download.
-        let at = cache.image_ref(final_key);
-        match push(
-            client,
-            store,
-            &at,
-            &blobs,
-            &manifest_bytes,
-            &manifest_digest,
-        )
-        .await
-        {
+        let recorded = match cache {
+            Cache::Registry(rc) => {
+                let at = rc.image_ref(final_key);
+                push(
+                    client,
+                    store,
+                    &at,
+                    &blobs,
+                    &manifest_bytes,
+                    &manifest_digest,
+                )
+                .await
+            }
+            Cache::Dir(dc) => {
+                let local = fetch_missing(client, store, &blobs).await;
+                local.and_then(|()| {
+                    let digests: Vec<Digest> = blobs.iter().map(|l| l.digest.clone()).collect();
+                    dc.put_manifest(store, &final_key.image_tag(), &digests, &manifest_bytes)
+                })
+            }
+        };
+        match recorded {
             Ok(()) => {
                 let ms = u64::try_from(b.started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 if let Err(e) = cache.put_image_duration(final_key, ms, store).await {
@@ -157,6 +153,31 @@ pub(crate) async fn finish(
         layers: st.layers.len(),
         pushed,
     })
+}
+
+/// Downloads the blobs that are not in the store from where they came from.
+async fn fetch_missing(
+    client: &Client,
+    store: &ContentStore,
+    blobs: &[LayerDesc],
+) -> Result<(), Error> {
+    crate::at_most(
+        crate::TRANSFERS,
+        blobs
+            .iter()
+            .filter(|l| !store.contains(&l.digest))
+            .map(|l| async move {
+                let src = l.source.as_ref().ok_or_else(|| {
+                    Error::Image(format!(
+                        "layer {} is neither local nor in a registry",
+                        l.digest
+                    ))
+                })?;
+                crate::pull::fetch_blob(client, store, src, &l.digest).await
+            }),
+    )
+    .await
+    .map(drop)
 }
 
 fn write_outputs(
@@ -269,7 +290,7 @@ async fn push(
 /// destinations (blob mounts, no layer download) and the outputs.
 pub(crate) async fn from_cache(
     b: &Build<'_>,
-    cache: &RegistryCache,
+    cache: &Cache,
     key: &StepKey,
     image: cairn_registry::FetchedManifest,
     deliver: bool,
@@ -293,10 +314,16 @@ pub(crate) async fn from_cache(
         digest: d.digest.clone(),
         size: d.size,
         diff_id: d.digest.clone(),
-        source: Some(cache.repo().clone()),
+        source: cache.repo().cloned(),
     };
     let mut blobs: Vec<LayerDesc> = m.layers.iter().map(as_layer).collect();
     blobs.push(as_layer(&m.config));
+    if deliver && matches!(cache, Cache::Dir(_)) {
+        // A directory cache's blobs go through the store.
+        for l in &blobs {
+            cache.fetch_blob(&b.client, &b.store, &l.digest).await?;
+        }
+    }
     let mut pushed = Vec::new();
     if deliver {
         if b.opts.push {
@@ -318,7 +345,7 @@ pub(crate) async fn from_cache(
         }
         if !b.opts.outputs.is_empty() {
             for l in &blobs {
-                crate::pull::fetch_blob(&b.client, &b.store, cache.repo(), &l.digest).await?;
+                cache.fetch_blob(&b.client, &b.store, &l.digest).await?;
             }
             let d = b
                 .store

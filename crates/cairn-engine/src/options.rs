@@ -173,6 +173,8 @@ pub struct BuildOptions {
     /// `--label K=V`: labels added after the target stage's last instruction (they
     /// are part of its final cache key, like a LABEL line).
     pub labels: Vec<(String, String)>,
+    /// A local directory used as the cache (`--layer-cache-dir`), an OCI layout.
+    pub layer_cache_dir: Option<PathBuf>,
     /// More caches to read, after `cache_repo` (`--cache-from type=registry,ref=…`).
     pub cache_from: Vec<Reference>,
     /// Read the cache, never write it (`--cache-readonly`).

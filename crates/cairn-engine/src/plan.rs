@@ -9,7 +9,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::Error;
-use crate::cache::{EntryMeta, LayerRecord, RegistryCache};
+use crate::cache::{Cache, EntryMeta, LayerRecord};
 use crate::export::BuildResult;
 use crate::keys::StepKey;
 use crate::pull::LayerDesc;
@@ -69,19 +69,14 @@ fn position_tag(label: &str, line: usize) -> String {
 }
 
 /// Points the position tag of a step at its entry.
-pub(crate) async fn record_position(
-    cache: &RegistryCache,
-    label: &str,
-    site: &Site,
-    key: &StepKey,
-) {
+pub(crate) async fn record_position(cache: &Cache, label: &str, site: &Site, key: &StepKey) {
     let _ = cache.retag(key, &position_tag(label, site.line)).await;
 }
 
 /// A cached layer as a manifest layer (its blob lives in the cache repository).
 pub(crate) fn layer_desc(
     l: &LayerRecord,
-    repo: &cairn_registry::Reference,
+    repo: Option<cairn_registry::Reference>,
 ) -> Result<LayerDesc, Error> {
     let parse = |s: &str| -> Result<Digest, Error> {
         s.parse()
@@ -92,7 +87,7 @@ pub(crate) fn layer_desc(
         digest: parse(&l.digest)?,
         size: l.size,
         diff_id: parse(&l.diff_id)?,
-        source: Some(repo.clone()),
+        source: repo,
     })
 }
 
@@ -107,7 +102,7 @@ fn human(ms: u64) -> String {
 
 /// After planning: the full-hit fast path, or the lookups of every step.
 pub(crate) async fn after_planning(b: &Build<'_>, final_key: &StepKey) -> Result<AfterPlan, Error> {
-    let caches: Vec<&RegistryCache> = b.cache.iter().chain(&b.cache_from).collect();
+    let caches: Vec<&Cache> = b.caches();
     let Some(&cache) = caches.first() else {
         if b.opts.cached_only {
             return Err(Error::Usage("--cached-only needs --cache-repo".into()));
@@ -118,7 +113,7 @@ pub(crate) async fn after_planning(b: &Build<'_>, final_key: &StepKey) -> Result
     for &c in &caches {
         if let Some(image) = c.get_image(final_key).await? {
             if b.opts.cached_only {
-                println!("CAIRN_CACHED_IMAGE={}@{}", c.repo().name(), image.digest);
+                println!("CAIRN_CACHED_IMAGE={}@{}", c.name(), image.digest);
             }
             let deliver = !b.opts.cached_only;
             return Ok(AfterPlan::Done(
@@ -131,12 +126,12 @@ pub(crate) async fn after_planning(b: &Build<'_>, final_key: &StepKey) -> Result
     // Each key is looked up in the caches in order (e.g. this branch, then main).
     use futures_util::StreamExt;
     let caches = &caches;
-    let found: Vec<(StepKey, Option<(EntryMeta, cairn_registry::Reference)>)> =
+    let found: Vec<(StepKey, Option<(EntryMeta, usize)>)> =
         futures_util::stream::iter(planned.iter().map(|p| p.key.clone()))
             .map(|k| async move {
-                for c in caches {
+                for (i, c) in caches.iter().enumerate() {
                     match c.get(&k).await {
-                        Ok(Some(m)) => return Ok((k, Some((m, c.repo().clone())))),
+                        Ok(Some(m)) => return Ok((k, Some((m, i)))),
                         Ok(None) => continue,
                         Err(e) => return Err(e),
                     }
@@ -148,7 +143,7 @@ pub(crate) async fn after_planning(b: &Build<'_>, final_key: &StepKey) -> Result
             .await
             .into_iter()
             .collect::<Result<_, _>>()?;
-    let hits: HashMap<StepKey, (EntryMeta, cairn_registry::Reference)> = found
+    let hits: HashMap<StepKey, (EntryMeta, usize)> = found
         .into_iter()
         .filter_map(|(k, m)| m.map(|m| (k, m)))
         .collect();

@@ -14,7 +14,7 @@ use cairn_oci::{ContentStore, History, ImageConfig, LayerOptions, SourceKind};
 use cairn_registry::{Client, ClientOptions, Reference};
 use cairn_sandbox::{Action, Input, Network, StepDirs, StepOutcome, StepSpec};
 
-use crate::cache::{EntryMeta, LayerRecord, RegistryCache};
+use crate::cache::{Cache, DirCache, EntryMeta, LayerRecord, RegistryCache};
 use crate::dockerignore::DockerIgnore;
 use crate::export::{self, BuildResult};
 use crate::keys::{StepKey, base_key, step_key};
@@ -39,8 +39,8 @@ pub(crate) enum Lower {
         key: StepKey,
         /// The layer.
         layer: LayerRecord,
-        /// The cache repository that has the blob.
-        repo: Reference,
+        /// Which cache has the blob (index into [`Build::caches`]).
+        cache: usize,
     },
 }
 
@@ -100,9 +100,9 @@ pub(crate) struct Build<'a> {
     pub context: PathBuf,
     pub ignore: DockerIgnore,
     pub global: BTreeMap<String, String>,
-    pub cache: Option<RegistryCache>,
+    pub cache: Option<Cache>,
     /// Read-only caches consulted after `cache`.
-    pub cache_from: Vec<RegistryCache>,
+    pub cache_from: Vec<Cache>,
     steps: AtomicUsize,
     pub started: Instant,
     images: tokio::sync::Mutex<HashMap<String, Arc<BaseImage>>>,
@@ -113,7 +113,8 @@ pub(crate) struct Build<'a> {
     /// Steps seen by the planning pass, in order.
     pub planned: std::sync::Mutex<Vec<PlannedStep>>,
     /// Cache entries found for planned keys.
-    pub hits: std::sync::OnceLock<HashMap<StepKey, (EntryMeta, Reference)>>,
+    /// (by index into [`Build::caches`]).
+    pub hits: std::sync::OnceLock<HashMap<StepKey, (EntryMeta, usize)>>,
     /// Cache entries found unusable during this build.
     bad: std::sync::Mutex<std::collections::HashSet<StepKey>>,
     /// Report counters.
@@ -246,14 +247,24 @@ impl<'a> Build<'a> {
         .map_err(Error::registry("set up the registry client"))?;
         let http = crate::fetch::http_client(opts.ca_cert.as_deref())?;
         let scratch = ScratchDir::create(&opts.state.tmp(), "build")?;
-        let cache = opts
-            .cache_repo
-            .as_ref()
-            .map(|repo| RegistryCache::new(client.clone(), repo.clone(), opts.cache_readonly));
+        let cache = match (&opts.cache_repo, &opts.layer_cache_dir) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Usage(
+                    "give --cache-repo/--cache-to or --layer-cache-dir, not both".into(),
+                ));
+            }
+            (Some(repo), None) => Some(Cache::Registry(RegistryCache::new(
+                client.clone(),
+                repo.clone(),
+                opts.cache_readonly,
+            ))),
+            (None, Some(dir)) => Some(Cache::Dir(DirCache::new(dir.clone(), opts.cache_readonly))),
+            (None, None) => None,
+        };
         let cache_from = opts
             .cache_from
             .iter()
-            .map(|repo| RegistryCache::new(client.clone(), repo.clone(), true))
+            .map(|repo| Cache::Registry(RegistryCache::new(client.clone(), repo.clone(), true)))
             .collect();
         let mut b = Build {
             opts,
@@ -344,6 +355,11 @@ impl<'a> Build<'a> {
             done.extend(ready.into_iter().zip(built));
         }
         Ok(done.remove(&target).expect("target built"))
+    }
+
+    /// Every cache, the written one first.
+    pub fn caches(&self) -> Vec<&Cache> {
+        self.cache.iter().chain(&self.cache_from).collect()
     }
 
     /// A log line with the time since the build started.
@@ -516,13 +532,13 @@ impl<'a> Build<'a> {
     /// topmost first.
     pub async fn materialize(&self, lowers: &[Lower], line: usize) -> Result<Vec<PathBuf>, Error> {
         // Download every cached layer this needs at once; apply them in order below.
-        let wanted: Vec<(&StepKey, &LayerRecord, &Reference)> = {
+        let wanted: Vec<(&StepKey, &LayerRecord, usize)> = {
             let memo = self.unpacked.lock().await;
             lowers
                 .iter()
                 .filter_map(|l| match l {
-                    Lower::Cached { key, layer, repo } if !memo.contains_key(key.hex()) => {
-                        Some((key, layer, repo))
+                    Lower::Cached { key, layer, cache } if !memo.contains_key(key.hex()) => {
+                        Some((key, layer, *cache))
                     }
                     _ => None,
                 })
@@ -532,7 +548,7 @@ impl<'a> Build<'a> {
             crate::TRANSFERS,
             wanted
                 .into_iter()
-                .map(|(key, layer, repo)| self.fetch_cached(key, layer, repo)),
+                .map(|(key, layer, cache)| self.fetch_cached(key, layer, cache)),
         )
         .await?;
         let mut dirs: Vec<PathBuf> = Vec::new(); // bottom first
@@ -556,12 +572,12 @@ impl<'a> Build<'a> {
                         p
                     }
                 }
-                Lower::Cached { key, layer, repo } => {
+                Lower::Cached { key, layer, cache } => {
                     let mut memo = self.unpacked.lock().await;
                     if let Some(p) = memo.get(key.hex()) {
                         p.clone()
                     } else {
-                        let p = self.apply_cached(key, layer, repo, &dirs, line).await?;
+                        let p = self.apply_cached(key, layer, *cache, &dirs, line).await?;
                         memo.insert(key.hex().to_string(), p.clone());
                         p
                     }
@@ -578,7 +594,7 @@ impl<'a> Build<'a> {
         &self,
         key: &StepKey,
         layer: &LayerRecord,
-        repo: &Reference,
+        cache: usize,
     ) -> Result<cairn_oci::Digest, Error> {
         let corrupt = |reason: String| Error::CacheCorrupt {
             key: key.hex().to_string(),
@@ -589,7 +605,8 @@ impl<'a> Build<'a> {
             .parse()
             .map_err(|e| corrupt(format!("bad digest: {e}")))?;
         if !self.store.contains(&digest) {
-            pull::fetch_blob(&self.client, &self.store, repo, &digest)
+            self.caches()[cache]
+                .fetch_blob(&self.client, &self.store, &digest)
                 .await
                 .map_err(|e| corrupt(e.to_string()))?;
             self.stats
@@ -605,11 +622,11 @@ impl<'a> Build<'a> {
         &self,
         key: &StepKey,
         layer: &LayerRecord,
-        repo: &Reference,
+        cache: usize,
         below: &[PathBuf],
         line: usize,
     ) -> Result<PathBuf, Error> {
-        let digest = self.fetch_cached(key, layer, repo).await?;
+        let digest = self.fetch_cached(key, layer, cache).await?;
         let dir = self.scratch_dir("cached")?;
         let blob = self.store.blob_path(&digest);
         let spec = StepSpec {
@@ -830,7 +847,7 @@ impl<'a> Build<'a> {
             return Ok(());
         }
         let bad = self.bad.lock().expect("not poisoned").contains(&key);
-        if let Some((entry, repo)) = self.hits.get().and_then(|h| h.get(&key)).filter(|_| !bad) {
+        if let Some((entry, cache)) = self.hits.get().and_then(|h| h.get(&key)).filter(|_| !bad) {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
             self.stats
                 .saved_ms
@@ -843,7 +860,13 @@ impl<'a> Build<'a> {
                     ..history
                 }),
                 Some(l) => {
-                    let desc = crate::plan::layer_desc(l, repo)?;
+                    let source = self.caches()[*cache].repo().cloned();
+                    let desc = crate::plan::layer_desc(l, source)?;
+                    if source_is_local(self.caches()[*cache]) {
+                        // A directory cache's blob is copied in now: pushes and
+                        // outputs then find it in the store.
+                        self.fetch_cached(&key, l, *cache).await?;
+                    }
                     st.config.rootfs.diff_ids.push(desc.diff_id.clone());
                     st.layers.push(desc);
                     st.config.history.push(history);
@@ -852,7 +875,7 @@ impl<'a> Build<'a> {
                         Lower::Cached {
                             key,
                             layer: l.clone(),
-                            repo: repo.clone(),
+                            cache: *cache,
                         },
                     );
                 }
@@ -939,7 +962,7 @@ impl<'a> Build<'a> {
             let path = layer.as_ref().map(|l| self.store.blob_path(&l.digest));
             if let Err(e) = cache.put(&key, &meta, path.as_deref(), &self.store).await {
                 tracing::warn!("could not write the cache entry of line {}: {e}", site.line);
-            } else if !cache.readonly {
+            } else if !cache.readonly() {
                 crate::plan::record_position(cache, &label, site, &key).await;
             }
         }
@@ -979,6 +1002,10 @@ impl<'a> Build<'a> {
             source: None,
         })
     }
+}
+
+fn source_is_local(c: &Cache) -> bool {
+    matches!(c, Cache::Dir(_))
 }
 
 /// Removes what a finished step leaves besides its upper dir.

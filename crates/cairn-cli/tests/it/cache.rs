@@ -715,3 +715,53 @@ fn compression_is_part_of_the_key() {
     ));
     assert_eq!(digest_of(&o2), digest_of(&o3));
 }
+
+/// `--layer-cache-dir`: the same cache in a local directory (an OCI layout):
+/// full hit from an empty state, partial rebuild, and readable by skopeo.
+#[test]
+fn local_directory_cache() {
+    let env = Env::new();
+    let dir = env.path("layer-cache");
+    let ctx = context_copy(&env, "basic", "ctx");
+    let d = dir.to_str().unwrap();
+    let (o1, _) = ok(&build_in(
+        &env,
+        &ctx,
+        &env.path("s1"),
+        &["--layer-cache-dir", d],
+    ));
+    let (o2, e2) = ok(&build_in(
+        &env,
+        &ctx,
+        &env.path("s2"),
+        &["--layer-cache-dir", d],
+    ));
+    assert_eq!(digest_of(&o1), digest_of(&o2));
+    assert!(e2.contains("Using cached image (saved ~"), "{e2}");
+    assert!(!e2.contains(" | "), "a step ran on a full hit:\n{e2}");
+    // An independent tool reads the recorded image out of the layout.
+    let index: serde_json::Value = serde_json::from_str(&read(&dir.join("index.json"))).unwrap();
+    let image_tag = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
+        .find(|t| t.starts_with("cairn-v1-img-") && !t.ends_with("-meta"))
+        .unwrap()
+        .to_string();
+    let inspect = skopeo_json(&["inspect", &format!("oci:{d}:{image_tag}")]);
+    assert_eq!(inspect["Digest"], digest_of(&o1).as_str());
+    // A change in the last RUN: the earlier steps come from the directory.
+    let df = read(&ctx.join("Dockerfile"))
+        .replace("\"$GREETING from $(pwd)\"", "\"$GREETING in $(pwd)\"");
+    std::fs::write(ctx.join("Dockerfile"), df).unwrap();
+    let (o3, e3) = ok(&build_in(
+        &env,
+        &ctx,
+        &env.path("s3"),
+        &["--layer-cache-dir", d],
+    ));
+    assert!(e3.contains("cache: 5 steps hit, 1 built"), "{e3}");
+    let (plain, _) = ok(&build_in(&env, &ctx, &env.path("s4"), &[]));
+    assert_eq!(digest_of(&o3), digest_of(&plain));
+}
