@@ -13,7 +13,7 @@ use crate::cache::{Cache, EntryMeta, LayerRecord};
 use crate::export::BuildResult;
 use crate::keys::StepKey;
 use crate::pull::LayerDesc;
-use crate::stage::{Build, Site};
+use crate::stage::Build;
 
 /// What the planning pass decided.
 #[derive(Debug)]
@@ -69,8 +69,8 @@ fn position_tag(label: &str, line: usize) -> String {
 }
 
 /// Points the position tag of a step at its entry.
-pub(crate) async fn record_position(cache: &Cache, label: &str, site: &Site, key: &StepKey) {
-    let _ = cache.retag(key, &position_tag(label, site.line)).await;
+pub(crate) async fn record_position(cache: &Cache, label: &str, line: usize, key: &StepKey) {
+    let _ = cache.retag(key, &position_tag(label, line)).await;
 }
 
 /// A cached layer as a manifest layer (its blob lives in the cache repository).
@@ -189,10 +189,12 @@ pub(crate) fn report(b: &Build<'_>, result: &BuildResult) {
     let misses = b.stats.misses.load(Ordering::Relaxed);
     let saved = b.stats.saved_ms.load(Ordering::Relaxed);
     let pulled = b.stats.pulled_bytes.load(Ordering::Relaxed);
+    let pushed = b.stats.pushed_bytes.load(Ordering::Relaxed);
     if b.cache.is_some() {
         b.opts.progress.line(&format!(
-            "cache: {hits} steps hit, {misses} built; {} of cached layers pulled; built in {:.2}s{}",
+            "cache: {hits} steps hit, {misses} built; {} of cached layers pulled, {} of new layers cached; built in {:.2}s{}",
             bytes(pulled),
+            bytes(pushed),
             b.started.elapsed().as_secs_f64(),
             if saved > 0 {
                 format!(" (cached steps saved ~{})", human(saved))

@@ -128,6 +128,7 @@ pub(crate) struct Stats {
     pub misses: AtomicUsize,
     pub saved_ms: std::sync::atomic::AtomicU64,
     pub pulled_bytes: std::sync::atomic::AtomicU64,
+    pub pushed_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// The line of `text` with a caret under its first word (the instruction).
@@ -960,10 +961,16 @@ impl<'a> Build<'a> {
                     .unwrap_or(0),
             };
             let path = layer.as_ref().map(|l| self.store.blob_path(&l.digest));
-            if let Err(e) = cache.put(&key, &meta, path.as_deref(), &self.store).await {
-                tracing::warn!("could not write the cache entry of line {}: {e}", site.line);
-            } else if !cache.readonly() {
-                crate::plan::record_position(cache, &label, site, &key).await;
+            match cache.put(&key, &meta, path.as_deref(), &self.store).await {
+                Err(e) => {
+                    tracing::warn!("could not write the cache entry of line {}: {e}", site.line)
+                }
+                Ok(()) if !cache.readonly() => {
+                    let size = layer.as_ref().map_or(0, |l| l.size);
+                    self.stats.pushed_bytes.fetch_add(size, Ordering::Relaxed);
+                    crate::plan::record_position(cache, &label, site.line, &key).await;
+                }
+                Ok(()) => {}
             }
         }
         st.key = key;
