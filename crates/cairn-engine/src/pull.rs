@@ -181,29 +181,87 @@ pub async fn resolve(
     })
 }
 
-/// Downloads the image's layers (concurrently, verified) and unpacks them into a
-/// snapshot keyed by chain id; `None` for an image without layers.
+/// Downloads the image's layers and unpacks them into a snapshot keyed by chain
+/// id; `None` for an image without layers. A pipeline: downloads run ahead, up to
+/// [`crate::TRANSFERS`] at once and verified, while each layer is applied as soon
+/// as it and every layer below it are in (decompression on its own thread).
 pub async fn unpack_image(
     client: &Client,
     store: &ContentStore,
     state: &StateDir,
     image: &BaseImage,
 ) -> Result<Option<PathBuf>, Error> {
+    use futures_util::StreamExt;
     let diff_ids: Vec<Digest> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
-    if let Some(chain) = chain_id(&diff_ids)
-        && state.snapshots().join(chain.digest()).is_dir()
-    {
-        return Ok(Some(state.snapshots().join(chain.digest())));
+    let Some(chain) = chain_id(&diff_ids) else {
+        return Ok(None);
+    };
+    let dest = state.snapshots().join(chain.digest());
+    if dest.is_dir() {
+        return Ok(Some(dest));
     }
-    crate::at_most(
-        crate::TRANSFERS,
-        image
-            .layers
-            .iter()
-            .map(|l| fetch_blob(client, store, &image.reference, &l.digest)),
-    )
-    .await?;
-    unpack(store, state, &image.layers).await
+    let tmp = ScratchDir::create(&state.snapshots(), ".unpack")?;
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).map_err(|e| Error::io("create", &root, e))?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<usize>(image.layers.len().max(1));
+    let download_all = async move {
+        let mut downloads =
+            futures_util::stream::iter(image.layers.iter().enumerate().map(|(i, l)| async move {
+                fetch_blob(client, store, &image.reference, &l.digest)
+                    .await
+                    .map(|()| i)
+            }))
+            .buffered(crate::TRANSFERS);
+        while let Some(done) = downloads.next().await {
+            if tx.send(done?).await.is_err() {
+                break;
+            }
+        }
+        Ok::<(), Error>(())
+    };
+    let apply_all = async {
+        for _ in 0..image.layers.len() {
+            let Some(i) = rx.recv().await else {
+                return Err(Error::Image("a layer download failed".into()));
+            };
+            let (store, root, digest) =
+                (store.clone(), root.clone(), image.layers[i].digest.clone());
+            tokio::task::spawn_blocking(move || apply_one(&store, &root, &digest))
+                .await
+                .map_err(|e| Error::Image(format!("unpack task: {e}")))??;
+        }
+        Ok::<(), Error>(())
+    };
+    let (downloaded, applied) = tokio::join!(download_all, apply_all);
+    downloaded?;
+    applied?;
+    match std::fs::rename(&root, &dest) {
+        Ok(()) => Ok(Some(dest)),
+        // Another build unpacked the same chain meanwhile: use theirs.
+        Err(_) if dest.is_dir() => Ok(Some(dest)),
+        Err(e) => Err(Error::io("move snapshot into place", &dest, e)),
+    }
+}
+
+/// Applies one layer blob of the store onto `root`.
+fn apply_one(store: &ContentStore, root: &std::path::Path, digest: &Digest) -> Result<(), Error> {
+    let file = store
+        .open_blob(digest)
+        .map_err(Error::oci(format!("open layer {digest}")))?;
+    let reader =
+        cairn_oci::open_layer_reader(file).map_err(Error::oci(format!("read layer {digest}")))?;
+    let opts = ApplyOptions {
+        ignore_chown_errors: true,
+    };
+    let stats = cairn_oci::apply_layer(reader, root, &opts)
+        .map_err(Error::oci(format!("unpack layer {digest}")))?;
+    if stats.chown_errors_ignored > 0 {
+        tracing::warn!(
+            "layer {digest}: {} files keep the building user as owner (ids not mapped)",
+            stats.chown_errors_ignored
+        );
+    }
+    Ok(())
 }
 
 /// Downloads a blob into the store unless it is there (verified against its digest).
@@ -221,58 +279,6 @@ pub async fn fetch_blob(
         .await
         .map_err(Error::registry(format!("download {d} from `{reference}`")))?;
     Ok(())
-}
-
-/// Unpacks the layers into `snapshots-v1/<chain id>` unless it is there already.
-async fn unpack(
-    store: &ContentStore,
-    state: &StateDir,
-    layers: &[LayerDesc],
-) -> Result<Option<PathBuf>, Error> {
-    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
-    let Some(chain) = chain_id(&diff_ids) else {
-        return Ok(None);
-    };
-    let dest = state.snapshots().join(chain.digest());
-    if dest.is_dir() {
-        return Ok(Some(dest));
-    }
-    let store = store.clone();
-    let layers = layers.to_vec();
-    let parent = state.snapshots();
-    tokio::task::spawn_blocking(move || -> Result<PathBuf, Error> {
-        let tmp = ScratchDir::create(&parent, ".unpack")?;
-        let root = tmp.path().join("root");
-        std::fs::create_dir(&root).map_err(|e| Error::io("create", &root, e))?;
-        let opts = ApplyOptions {
-            ignore_chown_errors: true,
-        };
-        for l in &layers {
-            let file = store
-                .open_blob(&l.digest)
-                .map_err(Error::oci(format!("open layer {}", l.digest)))?;
-            let reader = cairn_oci::open_layer_reader(file)
-                .map_err(Error::oci(format!("read layer {}", l.digest)))?;
-            let stats = cairn_oci::apply_layer(reader, &root, &opts)
-                .map_err(Error::oci(format!("unpack layer {}", l.digest)))?;
-            if stats.chown_errors_ignored > 0 {
-                tracing::warn!(
-                    "layer {}: {} files keep the building user as owner (ids not mapped)",
-                    l.digest,
-                    stats.chown_errors_ignored
-                );
-            }
-        }
-        match std::fs::rename(&root, &dest) {
-            Ok(()) => Ok(dest),
-            // Another build unpacked the same chain meanwhile: use theirs.
-            Err(_) if dest.is_dir() => Ok(dest),
-            Err(e) => Err(Error::io("move snapshot into place", &dest, e)),
-        }
-    })
-    .await
-    .map_err(|e| Error::Image(format!("unpack task: {e}")))?
-    .map(Some)
 }
 
 #[cfg(test)]

@@ -155,3 +155,34 @@ fn progress_bars_on_a_terminal_plain_lines_otherwise() {
     );
     assert!(err.contains("[stage-0 1/8] COPY files/ /opt/app/"), "{err}");
 }
+
+/// A base image of several layers (whiteouts and an opaque directory among them)
+/// is downloaded and unpacked layer by layer: a step on top sees the same tree
+/// as umoci does.
+#[test]
+fn multi_layer_base_is_unpacked_in_order() {
+    let env = Env::new();
+    let base = env.image("layers/base:v1");
+    run_ok(build_cmd(&env, "basic", &env.path("s1")).args(["-t", &base, "--push"]));
+    let dir = env.path("ctx");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM {base}\nRUN (cat /opt/other/fresh /created.txt; ls /opt/other; test ! -e /etc/motd && echo motd-gone; test ! -e /usr/share/seed && echo seed-gone) > /seen\n"
+        ),
+    )
+    .unwrap();
+    let oci = env.path("oci");
+    run_ok(
+        std::process::Command::new(cairn_bin())
+            .args(["build", dir.to_str().unwrap(), "--state-dir"])
+            .arg(env.path("s2"))
+            .args(["--output", &format!("type=oci,dest={}", oci.display())]),
+    );
+    let root = umoci_unpack(&oci, "latest", &env.path("umoci"));
+    assert_eq!(
+        read(&root.join("seen")),
+        "hi from /work\ncreated\nfresh\nmotd-gone\nseed-gone\n"
+    );
+}
