@@ -185,6 +185,27 @@ pub fn resolve_features<E: From<Error>>(
     Ok(resolver.finish())
 }
 
+/// The `features` array of `cairn devcontainer plan --format json`: one
+/// object per Feature in install order with `id` (the reference as written,
+/// or the `dependsOn` key that pulled it in), `version` (from its metadata),
+/// `digest` (its canonical id) and `options` (as the user gave them).
+pub fn plan_features(nodes: &[FeatureNode], order: &[usize]) -> Value {
+    Value::Array(
+        order
+            .iter()
+            .map(|&i| {
+                let n = &nodes[i];
+                serde_json::json!({
+                    "id": n.user_id,
+                    "version": n.metadata.version,
+                    "digest": n.canonical_id,
+                    "options": n.options,
+                })
+            })
+            .collect(),
+    )
+}
+
 /// The id an `installsAfter` or `overrideFeatureInstallOrder` entry names,
 /// normalized like a reference (lower-cased, tag and digest dropped).
 fn normalize_id(entry: &str) -> String {
@@ -670,6 +691,21 @@ mod tests {
         assert_eq!(compare_options(&json!(false), &json!(true)), Ordering::Less);
         assert_eq!(compare_options(&json!(true), &json!("1.0")), Ordering::Less);
         assert_eq!(compare_options(&json!({}), &json!("1.0")), Ordering::Less);
+    }
+
+    #[test]
+    fn plan_lists_features_in_install_order() {
+        let fake = Fake::new().add(A, vec![("ghcr.io/t/f/b:1", json!({"x": "y"}))], vec![]);
+        let features = BTreeMap::from([(A.to_string(), json!("2"))]);
+        let nodes = resolve_features(&features, |p| fake.fetch(p)).unwrap();
+        let order = install_order(&nodes, &[]).unwrap();
+        assert_eq!(
+            plan_features(&nodes, &order),
+            json!([
+                {"id": "ghcr.io/t/f/b:1", "version": "1.0.0", "digest": "ghcr.io/t/f/b@1", "options": {"x": "y"}},
+                {"id": A, "version": "1.0.0", "digest": "ghcr.io/t/f/a@latest", "options": "2"},
+            ])
+        );
     }
 
     #[test]
