@@ -71,6 +71,27 @@ pub struct RegistryCache {
     pub readonly: bool,
 }
 
+/// The manifest of a cache entry: the empty config, `layers`, and one annotation.
+fn entry_manifest(
+    empty: &Digest,
+    layers: Vec<serde_json::Value>,
+    annotation: (&str, String),
+) -> Result<Vec<u8>, Error> {
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_types::OCI_MANIFEST,
+        "config": { "mediaType": EMPTY_JSON_MEDIA_TYPE, "digest": empty.to_string(), "size": EMPTY_JSON.len() },
+        "layers": layers,
+        "annotations": { annotation.0: annotation.1 },
+    });
+    cairn_oci::canonical_json(&manifest).map_err(Error::oci("cache entry"))
+}
+
+/// The layer of an entry as a manifest descriptor.
+fn layer_json(l: &LayerRecord) -> serde_json::Value {
+    serde_json::json!({ "mediaType": l.media_type, "digest": l.digest, "size": l.size })
+}
+
 fn json_err(what: &str, e: serde_json::Error) -> Error {
     Error::Image(format!("cache {what}: {e}"))
 }
@@ -178,18 +199,10 @@ impl RegistryCache {
                 .put_blob_from_file(&self.repo, &d, path)
                 .await
                 .map_err(Error::registry(format!("push layer {d} to the cache")))?;
-            layers.push(serde_json::json!({
-                "mediaType": l.media_type, "digest": l.digest, "size": l.size,
-            }));
+            layers.push(layer_json(l));
         }
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": media_types::OCI_MANIFEST,
-            "config": { "mediaType": EMPTY_JSON_MEDIA_TYPE, "digest": empty.to_string(), "size": EMPTY_JSON.len() },
-            "layers": layers,
-            "annotations": { ENTRY_ANNOTATION: serde_json::to_string(meta).map_err(|e| json_err("entry", e))? },
-        });
-        let bytes = cairn_oci::canonical_json(&manifest).map_err(Error::oci("cache entry"))?;
+        let meta_json = serde_json::to_string(meta).map_err(|e| json_err("entry", e))?;
+        let bytes = entry_manifest(&empty, layers, (ENTRY_ANNOTATION, meta_json))?;
         self.client
             .put_manifest(&tag, media_types::OCI_MANIFEST, &bytes)
             .await
@@ -237,14 +250,11 @@ impl RegistryCache {
             return Ok(());
         }
         let empty = self.ensure_empty_config(store).await?;
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": media_types::OCI_MANIFEST,
-            "config": { "mediaType": EMPTY_JSON_MEDIA_TYPE, "digest": empty.to_string(), "size": EMPTY_JSON.len() },
-            "layers": [],
-            "annotations": { IMAGE_DURATION_ANNOTATION: duration_ms.to_string() },
-        });
-        let bytes = cairn_oci::canonical_json(&manifest).map_err(Error::oci("cache entry"))?;
+        let bytes = entry_manifest(
+            &empty,
+            vec![],
+            (IMAGE_DURATION_ANNOTATION, duration_ms.to_string()),
+        )?;
         self.client
             .put_manifest(
                 &self.at(&format!("{}-meta", key.image_tag())),
@@ -435,18 +445,10 @@ impl DirCache {
                 .parse()
                 .map_err(|e| Error::Image(format!("cache layer digest: {e}")))?;
             blobs.push(d);
-            layers.push(serde_json::json!({
-                "mediaType": l.media_type, "digest": l.digest, "size": l.size,
-            }));
+            layers.push(layer_json(l));
         }
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": media_types::OCI_MANIFEST,
-            "config": { "mediaType": EMPTY_JSON_MEDIA_TYPE, "digest": empty.to_string(), "size": EMPTY_JSON.len() },
-            "layers": layers,
-            "annotations": { ENTRY_ANNOTATION: serde_json::to_string(meta).map_err(|e| json_err("entry", e))? },
-        });
-        let bytes = cairn_oci::canonical_json(&manifest).map_err(Error::oci("cache entry"))?;
+        let meta_json = serde_json::to_string(meta).map_err(|e| json_err("entry", e))?;
+        let bytes = entry_manifest(&empty, layers, (ENTRY_ANNOTATION, meta_json))?;
         self.put_manifest(store, &key.tag(), &blobs, &bytes)
     }
 }
@@ -569,15 +571,11 @@ impl Cache {
                 let empty = store
                     .put_bytes(EMPTY_JSON)
                     .map_err(Error::oci("store the empty config"))?;
-                let manifest = serde_json::json!({
-                    "schemaVersion": 2,
-                    "mediaType": media_types::OCI_MANIFEST,
-                    "config": { "mediaType": EMPTY_JSON_MEDIA_TYPE, "digest": empty.to_string(), "size": EMPTY_JSON.len() },
-                    "layers": [],
-                    "annotations": { IMAGE_DURATION_ANNOTATION: duration_ms.to_string() },
-                });
-                let bytes =
-                    cairn_oci::canonical_json(&manifest).map_err(Error::oci("cache entry"))?;
+                let bytes = entry_manifest(
+                    &empty,
+                    vec![],
+                    (IMAGE_DURATION_ANNOTATION, duration_ms.to_string()),
+                )?;
                 c.put_manifest(
                     store,
                     &format!("{}-meta", key.image_tag()),
