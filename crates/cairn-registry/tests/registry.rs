@@ -1,99 +1,20 @@
 //! Integration tests against a real `docker-registry` (CNCF distribution) on loopback.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::Command;
-use std::str::FromStr;
 
 use cairn_registry::{Client, ClientOptions, Digest, Error, Reference, media_types};
 use cairn_testkit::TestRegistry;
-use sha2::{Digest as _, Sha256};
+use common::{digest_of, make_image, push};
 
 fn client() -> Client {
     Client::new(ClientOptions::default()).expect("client")
 }
 
 fn reference(reg: &TestRegistry, rest: &str) -> Reference {
-    format!("{}/{rest}", reg.addr()).parse().expect("reference")
-}
-
-fn digest_of(bytes: &[u8]) -> Digest {
-    Digest::from_str(&format!("sha256:{}", hex::encode(Sha256::digest(bytes)))).unwrap()
-}
-
-/// Deterministic pseudo-random bytes (incompressible enough, no RNG dependency).
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-struct Image {
-    layer: (Digest, PathBuf, u64),
-    config: (Digest, PathBuf, u64),
-    manifest: Vec<u8>,
-}
-
-/// Writes a layer (`layer_len` bytes) and config to `dir` and builds an OCI manifest for them.
-fn make_image(dir: &Path, layer_len: usize, note: &str) -> Image {
-    let layer = pseudo_random(layer_len, layer_len as u64);
-    let layer_digest = digest_of(&layer);
-    let layer_path = dir.join("layer.bin");
-    std::fs::write(&layer_path, &layer).unwrap();
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [layer_digest.to_string()]},
-        "history": [{"created_by": "cairn-registry test"}],
-    }))
-    .unwrap();
-    let config_digest = digest_of(&config);
-    let config_path = dir.join("config.json");
-    std::fs::write(&config_path, &config).unwrap();
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": media_types::OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config_digest.to_string(),
-            "size": config.len(),
-        },
-        "layers": [{
-            "mediaType": "application/vnd.oci.image.layer.v1.tar",
-            "digest": layer_digest.to_string(),
-            "size": layer.len(),
-        }],
-        "annotations": {"org.example.note": note},
-    }))
-    .unwrap();
-    Image {
-        layer: (layer_digest, layer_path, layer.len() as u64),
-        config: (config_digest, config_path, config.len() as u64),
-        manifest,
-    }
-}
-
-async fn push(client: &Client, r: &Reference, img: &Image) -> Digest {
-    client
-        .put_blob_from_file(r, &img.layer.0, &img.layer.1)
-        .await
-        .expect("push layer");
-    client
-        .put_blob_from_file(r, &img.config.0, &img.config.1)
-        .await
-        .expect("push config");
-    client
-        .put_manifest(r, media_types::OCI_MANIFEST, &img.manifest)
-        .await
-        .expect("push manifest")
+    common::reference(&reg.addr(), rest)
 }
 
 /// Path of a blob's data file inside the registry's filesystem storage.
