@@ -81,6 +81,8 @@ pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
             let tag = format!("{}/demo/hello:latest", reg.addr());
             let opts = BuildOptions {
                 dockerfile: context.join("Dockerfile"),
+                dockerfile_text: None,
+                named_contexts: Default::default(),
                 context: context.clone(),
                 build_args: [("BASE".to_string(), format!("{}/busybox:latest", reg.addr()))]
                     .into_iter()

@@ -152,6 +152,10 @@ struct BuildArgs {
     /// Build this stage instead of the last one.
     #[arg(long)]
     target: Option<String>,
+    /// A named build context `NAME=DIR` for `COPY --from=NAME` and
+    /// `RUN --mount=from=NAME` (BuildKit's `--build-context`; directories only).
+    #[arg(long = "build-context", value_name = "NAME=DIR")]
+    build_contexts: Vec<String>,
     /// Network of RUN steps: `host` (default, as `docker build`) or `none`.
     #[arg(long, default_value = "host", value_parser = ["host", "none", "default"])]
     network: String,
@@ -301,8 +305,18 @@ fn build_options(a: BuildArgs, extra_outputs: Vec<Output>) -> anyhow::Result<Bui
         .map(|o| parse_output(o))
         .collect::<anyhow::Result<Vec<_>>>()?;
     outputs.extend(extra_outputs);
+    let named_contexts = a
+        .build_contexts
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_string(), PathBuf::from(v))),
+            _ => bail!("--build-context `{kv}`: expected NAME=DIR"),
+        })
+        .collect::<anyhow::Result<_>>()?;
     Ok(BuildOptions {
         dockerfile: a.file.unwrap_or_else(|| context.join("Dockerfile")),
+        dockerfile_text: None,
+        named_contexts,
         context,
         build_args,
         target: a.target,

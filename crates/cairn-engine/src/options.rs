@@ -138,6 +138,14 @@ impl SecretSource {
 pub struct BuildOptions {
     /// The Dockerfile.
     pub dockerfile: PathBuf,
+    /// The Dockerfile's text, when it is not read from `dockerfile` (a generated
+    /// build such as a devcontainer's); `dockerfile` then names it in messages and
+    /// locates its `.dockerignore`.
+    pub dockerfile_text: Option<String>,
+    /// Named build contexts (`--build-context NAME=DIR`, BuildKit's): `COPY
+    /// --from=NAME` and `RUN --mount=from=NAME` read the directory; a name given
+    /// here wins over a stage or image of that name.
+    pub named_contexts: BTreeMap<String, PathBuf>,
     /// The build context directory.
     pub context: PathBuf,
     /// `--build-arg` values.

@@ -223,8 +223,19 @@ pub(crate) fn shorten(s: &str) -> String {
 
 impl<'a> Build<'a> {
     pub async fn run(opts: &'a BuildOptions) -> Result<BuildResult, Error> {
-        let text = std::fs::read_to_string(&opts.dockerfile)
-            .map_err(|e| Error::io("read Dockerfile", &opts.dockerfile, e))?;
+        let text = match &opts.dockerfile_text {
+            Some(t) => t.clone(),
+            None => std::fs::read_to_string(&opts.dockerfile)
+                .map_err(|e| Error::io("read Dockerfile", &opts.dockerfile, e))?,
+        };
+        for (name, dir) in &opts.named_contexts {
+            if !dir.is_dir() {
+                return Err(Error::Usage(format!(
+                    "build context `{name}`: `{}` is not a directory",
+                    dir.display()
+                )));
+            }
+        }
         let name = opts.dockerfile.display().to_string();
         let df = cairn_dockerfile::parse(&name, &text)?;
         if opts.push && opts.tags.is_empty() {
@@ -458,7 +469,11 @@ impl<'a> Build<'a> {
                 _ => {}
             }
         }
-        let mut deps: Vec<usize> = refs.iter().filter_map(|r| self.stage_ref(idx, r)).collect();
+        let mut deps: Vec<usize> = refs
+            .iter()
+            .filter(|r| !self.opts.named_contexts.contains_key(*r))
+            .filter_map(|r| self.stage_ref(idx, r))
+            .collect();
         deps.sort_unstable();
         deps.dedup();
         Ok(deps)
@@ -497,6 +512,11 @@ impl<'a> Build<'a> {
         done: &HashMap<usize, StageState>,
         line: usize,
     ) -> Result<String, Error> {
+        if let Some(dir) = self.opts.named_contexts.get(from) {
+            let digest = crate::keys::tree_digest(dir, ".", &|_| false)
+                .map_err(|e| self.err_at(line, format!("build context `{from}`: {e}")))?;
+            return Ok(format!("context:{digest}"));
+        }
         if let Some(dep) = self.stage_ref(stage, from) {
             let st = done
                 .get(&dep)
@@ -517,6 +537,9 @@ impl<'a> Build<'a> {
         done: &HashMap<usize, StageState>,
         line: usize,
     ) -> Result<Vec<PathBuf>, Error> {
+        if let Some(dir) = self.opts.named_contexts.get(from) {
+            return Ok(vec![dir.clone()]);
+        }
         let lowers = if let Some(dep) = self.stage_ref(stage, from) {
             done.get(&dep)
                 .ok_or_else(|| self.err_at(line, format!("stage `{from}` is not built")))?
