@@ -88,6 +88,16 @@ pub enum Error {
     /// An image cannot be used (no manifest for this platform, bad JSON, …).
     #[error("{0}")]
     Image(String),
+    /// A devcontainer.json, Feature or lockfile is invalid (the message names the
+    /// file or reference).
+    #[error(transparent)]
+    DevContainer(Box<cairn_devcontainer::Error>),
+}
+
+impl From<cairn_devcontainer::Error> for Error {
+    fn from(e: cairn_devcontainer::Error) -> Self {
+        Error::DevContainer(Box::new(e))
+    }
 }
 
 impl From<cairn_dockerfile::Error> for Error {
