@@ -7,6 +7,7 @@
 //! | [`config`] | finding devcontainer.json, JSONC parsing, the typed [`DevContainerConfig`] |
 //! | [`substitute`] | `${localEnv:…}`, `${localWorkspaceFolder}` and the other build-time variables |
 //! | [`features`] | Feature references, `devcontainer-feature.json`, options → environment |
+//! | [`lockfile`] | `devcontainer-lock.json`: path, parse, render as the CLI does, `--frozen-lockfile` |
 //! | [`order`] | `dependsOn` resolution (which Features must be fetched) and the install order |
 //! | [`metadata`] | the `devcontainer.metadata` image label |
 //! | [`cache_key`] | the config hash used to find a pre-built image |
@@ -51,6 +52,7 @@ pub mod cache_key;
 pub mod config;
 mod error;
 pub mod features;
+pub mod lockfile;
 pub mod metadata;
 pub mod order;
 pub mod substitute;
