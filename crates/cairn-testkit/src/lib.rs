@@ -7,12 +7,14 @@
 //! Modules are independent; add new ones (`pub mod seed;`, …) next to
 //! `registry` and re-export their main types below.
 
+pub mod features;
 pub mod proxy;
 pub mod registry;
 pub mod seed;
 pub mod tls;
 pub mod token;
 
+pub use features::{FileServer, PublishedFeature, publish_feature, semver_tags};
 pub use proxy::{Fault, FaultProxy, ProxiedRequest, Rule};
 pub use registry::{
     Error as RegistryError, RegistryOptions, TEST_PASSWORD, TEST_USER, TestRegistry,
