@@ -33,6 +33,7 @@ mod pull;
 mod stage;
 mod state;
 mod time;
+mod unpack;
 
 pub use cache::{ENTRY_ANNOTATION, EntryMeta};
 pub use error::Error;
@@ -42,6 +43,7 @@ pub use options::{BuildOptions, LayerCompression, Output, SecretSource};
 pub use platform::Platform;
 pub use progress::{PlainProgress, Progress};
 pub use state::StateDir;
+pub use unpack::{ENV_FILE_NAME, UnpackOptions, UnpackResult, UnpackSource, unpack};
 
 /// Runs `futures` at most `n` at a time (transfers to and from registries: more
 /// buys nothing on loopback or on a 2-core builder); the first error wins.

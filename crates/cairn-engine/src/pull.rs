@@ -2,7 +2,7 @@
 //! and layers into the content store, and unpack them once into a snapshot keyed by
 //! the layers' chain id.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use cairn_oci::{ApplyOptions, ContentStore, Digest, ImageConfig, media_types};
@@ -42,26 +42,30 @@ pub struct BaseImage {
     pub layers: Vec<LayerDesc>,
 }
 
+/// A descriptor in a manifest or an index, as far as cairn reads it.
 #[derive(Debug, Deserialize)]
-struct DescDoc {
+pub(crate) struct DescDoc {
     #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
-    size: u64,
+    pub(crate) media_type: String,
+    pub(crate) digest: String,
+    pub(crate) size: u64,
     #[serde(default)]
-    platform: Option<PlatformDoc>,
+    pub(crate) platform: Option<PlatformDoc>,
+    #[serde(default)]
+    pub(crate) annotations: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
-struct PlatformDoc {
-    os: String,
-    architecture: String,
+pub(crate) struct PlatformDoc {
+    pub(crate) os: String,
+    pub(crate) architecture: String,
     #[serde(default)]
-    variant: Option<String>,
+    pub(crate) variant: Option<String>,
 }
 
+/// A manifest or an index (either family), as far as cairn reads them.
 #[derive(Debug, Deserialize)]
-struct ManifestDoc {
+pub(crate) struct ManifestDoc {
     #[serde(rename = "mediaType", default)]
     media_type: Option<String>,
     #[serde(default)]
@@ -69,11 +73,95 @@ struct ManifestDoc {
     #[serde(default)]
     layers: Vec<DescDoc>,
     #[serde(default)]
-    manifests: Vec<DescDoc>,
+    pub(crate) manifests: Vec<DescDoc>,
 }
 
-fn digest(s: &str, what: &str) -> Result<Digest, Error> {
+pub(crate) fn digest(s: &str, what: &str) -> Result<Digest, Error> {
     Digest::from_str(s).map_err(|e| Error::Image(format!("{what}: bad digest {s:?}: {e}")))
+}
+
+impl ManifestDoc {
+    /// Parses the manifest or index `bytes` of the image `name`.
+    pub(crate) fn parse(bytes: &[u8], name: &str) -> Result<ManifestDoc, Error> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::Image(format!("`{name}`: bad manifest JSON: {e}")))
+    }
+
+    /// Whether it is an index: by the media type it was `served` as (may be
+    /// empty), its own `mediaType`, or its shape.
+    pub(crate) fn is_index(&self, served: &str) -> bool {
+        media_types::is_index(served)
+            || self
+                .media_type
+                .as_deref()
+                .is_some_and(media_types::is_index)
+            || (!self.manifests.is_empty() && self.config.is_none())
+    }
+
+    /// The digest of the index entry for `platform`.
+    pub(crate) fn pick_platform(&self, platform: &Platform, name: &str) -> Result<Digest, Error> {
+        let pick = self
+            .manifests
+            .iter()
+            .find(|m| {
+                m.platform
+                    .as_ref()
+                    .is_some_and(|p| platform.matches(&p.os, &p.architecture, p.variant.as_deref()))
+            })
+            .ok_or_else(|| {
+                let have: Vec<String> = self
+                    .manifests
+                    .iter()
+                    .filter_map(|m| m.platform.as_ref())
+                    .map(|p| format!("{}/{}", p.os, p.architecture))
+                    .collect();
+                Error::Image(format!(
+                    "`{name}` has no image for {} (it has: {})",
+                    platform.to_string_short(),
+                    have.join(", ")
+                ))
+            })?;
+        digest(&pick.digest, name)
+    }
+
+    /// The digest of the config blob.
+    pub(crate) fn config_digest(&self, name: &str) -> Result<Digest, Error> {
+        let config_desc = self
+            .config
+            .as_ref()
+            .ok_or_else(|| Error::Image(format!("`{name}`: manifest has no config")))?;
+        digest(&config_desc.digest, name)
+    }
+
+    /// The layers, with their diff ids from `config`; `source` is where their
+    /// blobs are (for cross-repository mounts).
+    pub(crate) fn layers(
+        &self,
+        config: &ImageConfig,
+        source: Option<&Reference>,
+        name: &str,
+    ) -> Result<Vec<LayerDesc>, Error> {
+        if config.rootfs.diff_ids.len() != self.layers.len() {
+            return Err(Error::Image(format!(
+                "`{name}`: the manifest lists {} layers but the config {} diff_ids",
+                self.layers.len(),
+                config.rootfs.diff_ids.len()
+            )));
+        }
+        self.layers
+            .iter()
+            .zip(&config.rootfs.diff_ids)
+            .map(|(l, diff_id)| {
+                Ok(LayerDesc {
+                    media_type: oci_layer_type(&l.media_type),
+                    digest: digest(&l.digest, name)?,
+                    size: l.size,
+                    diff_id: diff_id.clone(),
+                    source: source.cloned(),
+                })
+            })
+            .collect()
+    }
 }
 
 /// The OCI media type for a layer media type of either family.
@@ -108,71 +196,25 @@ pub async fn resolve(
         .get_manifest(reference)
         .await
         .map_err(Error::registry(format!("resolve `{name}`")))?;
-    let mut doc: ManifestDoc = serde_json::from_slice(&fetched.bytes)
-        .map_err(|e| Error::Image(format!("`{name}`: bad manifest JSON: {e}")))?;
-    let is_index = media_types::is_index(&fetched.media_type)
-        || doc.media_type.as_deref().is_some_and(media_types::is_index)
-        || (!doc.manifests.is_empty() && doc.config.is_none());
-    if is_index {
-        let pick = doc
-            .manifests
-            .iter()
-            .find(|m| {
-                m.platform
-                    .as_ref()
-                    .is_some_and(|p| platform.matches(&p.os, &p.architecture, p.variant.as_deref()))
-            })
-            .ok_or_else(|| {
-                let have: Vec<String> = doc
-                    .manifests
-                    .iter()
-                    .filter_map(|m| m.platform.as_ref())
-                    .map(|p| format!("{}/{}", p.os, p.architecture))
-                    .collect();
-                Error::Image(format!(
-                    "`{name}` has no image for {} (it has: {})",
-                    platform.to_string_short(),
-                    have.join(", ")
-                ))
-            })?;
-        let d = digest(&pick.digest, &name)?;
+    let mut doc = ManifestDoc::parse(&fetched.bytes, &name)?;
+    if doc.is_index(&fetched.media_type) {
+        let d = doc.pick_platform(platform, &name)?;
         fetched = client
             .get_manifest(&reference.with_digest(d))
             .await
             .map_err(Error::registry(format!(
                 "fetch the platform manifest of `{name}`"
             )))?;
-        doc = serde_json::from_slice(&fetched.bytes)
-            .map_err(|e| Error::Image(format!("`{name}`: bad manifest JSON: {e}")))?;
+        doc = ManifestDoc::parse(&fetched.bytes, &name)?;
     }
-    let config_desc = doc
-        .config
-        .as_ref()
-        .ok_or_else(|| Error::Image(format!("`{name}`: manifest has no config")))?;
-    let config_digest = digest(&config_desc.digest, &name)?;
+    let config_digest = doc.config_digest(&name)?;
     fetch_blob(client, store, reference, &config_digest).await?;
     let config_bytes = store
         .read_bytes(&config_digest)
         .map_err(Error::oci(format!("read the config of `{name}`")))?;
     let config = ImageConfig::from_slice(&config_bytes)
         .map_err(Error::oci(format!("parse the config of `{name}`")))?;
-    if config.rootfs.diff_ids.len() != doc.layers.len() {
-        return Err(Error::Image(format!(
-            "`{name}`: the manifest lists {} layers but the config {} diff_ids",
-            doc.layers.len(),
-            config.rootfs.diff_ids.len()
-        )));
-    }
-    let mut layers = Vec::with_capacity(doc.layers.len());
-    for (l, diff_id) in doc.layers.iter().zip(&config.rootfs.diff_ids) {
-        layers.push(LayerDesc {
-            media_type: oci_layer_type(&l.media_type),
-            digest: digest(&l.digest, &name)?,
-            size: l.size,
-            diff_id: diff_id.clone(),
-            source: Some(reference.clone()),
-        });
-    }
+    let layers = doc.layers(&config, Some(reference), &name)?;
     Ok(BaseImage {
         reference: reference.clone(),
         manifest_digest: fetched.digest.clone(),
@@ -182,16 +224,14 @@ pub async fn resolve(
 }
 
 /// Downloads the image's layers and unpacks them into a snapshot keyed by chain
-/// id; `None` for an image without layers. A pipeline: downloads run ahead, up to
-/// [`crate::TRANSFERS`] at once and verified, while each layer is applied as soon
-/// as it and every layer below it are in (decompression on its own thread).
+/// id; `None` for an image without layers. Through [`apply_layers`]: downloads run
+/// ahead while each layer is applied as soon as it and the layers below it are in.
 pub async fn unpack_image(
     client: &Client,
     store: &ContentStore,
     state: &StateDir,
     image: &BaseImage,
 ) -> Result<Option<PathBuf>, Error> {
-    use futures_util::StreamExt;
     let diff_ids: Vec<Digest> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
     let Some(chain) = chain_id(&diff_ids) else {
         return Ok(None);
@@ -203,38 +243,13 @@ pub async fn unpack_image(
     let tmp = ScratchDir::create(&state.snapshots(), ".unpack")?;
     let root = tmp.path().join("root");
     std::fs::create_dir(&root).map_err(|e| Error::io("create", &root, e))?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<usize>(image.layers.len().max(1));
-    let download_all = async move {
-        let mut downloads =
-            futures_util::stream::iter(image.layers.iter().enumerate().map(|(i, l)| async move {
-                fetch_blob(client, store, &image.reference, &l.digest)
-                    .await
-                    .map(|()| i)
-            }))
-            .buffered(crate::TRANSFERS);
-        while let Some(done) = downloads.next().await {
-            if tx.send(done?).await.is_err() {
-                break;
-            }
-        }
-        Ok::<(), Error>(())
-    };
-    let apply_all = async {
-        for _ in 0..image.layers.len() {
-            let Some(i) = rx.recv().await else {
-                return Err(Error::Image("a layer download failed".into()));
-            };
-            let (store, root, digest) =
-                (store.clone(), root.clone(), image.layers[i].digest.clone());
-            tokio::task::spawn_blocking(move || apply_one(&store, &root, &digest))
-                .await
-                .map_err(|e| Error::Image(format!("unpack task: {e}")))??;
-        }
-        Ok::<(), Error>(())
-    };
-    let (downloaded, applied) = tokio::join!(download_all, apply_all);
-    downloaded?;
-    applied?;
+    apply_layers(
+        &image.layers,
+        |l| fetch_blob(client, store, &image.reference, &l.digest),
+        |d| store.blob_path(d),
+        &root,
+    )
+    .await?;
     match std::fs::rename(&root, &dest) {
         Ok(()) => Ok(Some(dest)),
         // Another build unpacked the same chain meanwhile: use theirs.
@@ -243,11 +258,63 @@ pub async fn unpack_image(
     }
 }
 
-/// Applies one layer blob of the store onto `root`.
-fn apply_one(store: &ContentStore, root: &std::path::Path, digest: &Digest) -> Result<(), Error> {
-    let file = store
-        .open_blob(digest)
-        .map_err(Error::oci(format!("open layer {digest}")))?;
+/// Applies `layers`, bottom first, onto the directory `root` as a pipeline:
+/// `fetch` brings each blob in (downloads run ahead, up to [`crate::TRANSFERS`]
+/// at once, and must verify what they fetch), while each layer is applied from
+/// `blob_path` as soon as it and every layer below it are in (decompression on
+/// its own thread). The first error wins.
+pub async fn apply_layers<'a, F, Fut>(
+    layers: &'a [LayerDesc],
+    fetch: F,
+    blob_path: impl Fn(&Digest) -> PathBuf,
+    root: &Path,
+) -> Result<(), Error>
+where
+    F: Fn(&'a LayerDesc) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>>,
+{
+    use futures_util::StreamExt;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<usize>(layers.len().max(1));
+    let download_all = async move {
+        let fetch = &fetch;
+        let mut downloads = futures_util::stream::iter(
+            layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| async move { fetch(l).await.map(|()| i) }),
+        )
+        .buffered(crate::TRANSFERS);
+        while let Some(done) = downloads.next().await {
+            if tx.send(done?).await.is_err() {
+                break;
+            }
+        }
+        Ok::<(), Error>(())
+    };
+    let apply_all = async {
+        for _ in 0..layers.len() {
+            let Some(i) = rx.recv().await else {
+                return Err(Error::Image("a layer download failed".into()));
+            };
+            let (blob, root, digest) = (
+                blob_path(&layers[i].digest),
+                root.to_path_buf(),
+                layers[i].digest.clone(),
+            );
+            tokio::task::spawn_blocking(move || apply_one(&blob, &root, &digest))
+                .await
+                .map_err(|e| Error::Image(format!("unpack task: {e}")))??;
+        }
+        Ok::<(), Error>(())
+    };
+    let (downloaded, applied) = tokio::join!(download_all, apply_all);
+    downloaded?;
+    applied
+}
+
+/// Applies one layer blob (at `blob`) onto `root`.
+fn apply_one(blob: &Path, root: &Path, digest: &Digest) -> Result<(), Error> {
+    let file = std::fs::File::open(blob).map_err(|e| Error::io("open layer", blob, e))?;
     let reader =
         cairn_oci::open_layer_reader(file).map_err(Error::oci(format!("read layer {digest}")))?;
     let opts = ApplyOptions {
