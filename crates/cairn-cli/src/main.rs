@@ -7,6 +7,7 @@ mod dev;
 mod frontend;
 mod kaniko;
 mod progress;
+mod unpack_cmd;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,6 +41,9 @@ enum Command {
     Parse(frontend::ParseArgs),
     /// Expand a word as a Dockerfile instruction would (BuildKit's shell lexer).
     Expand(frontend::ExpandArgs),
+    /// Write an image's root file system into a directory (envbuilder-style) and
+    /// its environment into a file to source (default `DIR/.cairn-image.env`).
+    Unpack(Box<unpack_cmd::UnpackArgs>),
 }
 
 /// Options shared by commands that build.
@@ -428,6 +432,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev(cmd) => dev::run(cmd),
         Command::Parse(args) => frontend::parse(args),
         Command::Expand(args) => frontend::expand(args),
+        Command::Unpack(args) => unpack_cmd::run(*args),
     }
 }
 
