@@ -21,6 +21,7 @@ mod copy;
 mod dockerignore;
 mod error;
 mod export;
+pub mod feature_fetch;
 mod fetch;
 mod instr;
 mod keys;
