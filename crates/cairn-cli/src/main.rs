@@ -4,6 +4,7 @@
 
 mod cache_cmd;
 mod dev;
+mod devcontainer_cmd;
 mod frontend;
 mod kaniko;
 mod progress;
@@ -44,6 +45,9 @@ enum Command {
     /// Write an image's root file system into a directory (envbuilder-style) and
     /// its environment into a file to source (default `DIR/.cairn-image.env`).
     Unpack(Box<unpack_cmd::UnpackArgs>),
+    /// Dev containers: build devcontainer.json (with Features) or print its plan.
+    #[command(subcommand)]
+    Devcontainer(devcontainer_cmd::DevcontainerCommand),
 }
 
 /// Options shared by commands that build.
@@ -433,6 +437,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Parse(args) => frontend::parse(args),
         Command::Expand(args) => frontend::expand(args),
         Command::Unpack(args) => unpack_cmd::run(*args),
+        Command::Devcontainer(cmd) => devcontainer_cmd::run(cmd),
     }
 }
 

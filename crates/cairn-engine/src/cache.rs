@@ -249,21 +249,8 @@ impl RegistryCache {
         if self.readonly {
             return Ok(());
         }
-        let empty = self.ensure_empty_config(store).await?;
-        let bytes = entry_manifest(
-            &empty,
-            vec![],
-            (IMAGE_DURATION_ANNOTATION, duration_ms.to_string()),
-        )?;
-        self.client
-            .put_manifest(
-                &self.at(&format!("{}-meta", key.image_tag())),
-                media_types::OCI_MANIFEST,
-                &bytes,
-            )
-            .await
-            .map_err(Error::registry("record the build duration"))?;
-        Ok(())
+        let at = self.at(&format!("{}-meta", key.image_tag()));
+        put_duration_entry(&self.client, store, &at, duration_ms).await
     }
 
     /// How long the image `key` took to build, if recorded.
@@ -279,6 +266,33 @@ impl RegistryCache {
             .parse()
             .ok()
     }
+}
+
+/// Pushes the side entry `at` that records a build's duration in its
+/// [`IMAGE_DURATION_ANNOTATION`] (an empty-config manifest with no layers).
+pub(crate) async fn put_duration_entry(
+    client: &Client,
+    store: &cairn_oci::ContentStore,
+    at: &Reference,
+    duration_ms: u64,
+) -> Result<(), Error> {
+    let empty = store
+        .put_bytes(EMPTY_JSON)
+        .map_err(Error::oci("store the empty config"))?;
+    client
+        .put_blob_from_file(at, &empty, &store.blob_path(&empty))
+        .await
+        .map_err(Error::registry("push the empty config"))?;
+    let bytes = entry_manifest(
+        &empty,
+        vec![],
+        (IMAGE_DURATION_ANNOTATION, duration_ms.to_string()),
+    )?;
+    client
+        .put_manifest(at, media_types::OCI_MANIFEST, &bytes)
+        .await
+        .map_err(Error::registry("record the build duration"))?;
+    Ok(())
 }
 
 /// A cache in a local directory (`--layer-cache-dir`), laid out as an OCI image

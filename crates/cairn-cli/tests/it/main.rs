@@ -4,9 +4,11 @@
 mod build;
 mod cache;
 mod debian;
+mod devcontainer;
 mod frontend_build;
 mod isolation;
 mod kaniko_cli;
 mod rootless;
 mod sandbox;
 mod support;
+mod unpack;

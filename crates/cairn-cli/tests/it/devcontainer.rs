@@ -1,0 +1,525 @@
+//! `cairn devcontainer build|plan` against a real registry: Features published
+//! into it as OCI artifacts by the test (cairn-testkit, cairn's own client),
+//! image- and Dockerfile-based configs, install order and options seen in the
+//! built filesystem, the metadata label read with skopeo, the config-hash
+//! image cache, one Feature changed, `--unpack-to` compared with `umoci unpack`,
+//! the lockfile, the offline mirror and the error paths.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// Publishes the test Features of `testdata/devcontainer/published` into the
+/// registry as `features/<id>` under their semver tags.
+fn publish_features(env: &Env) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for id in ["base-tools", "hello", "after"] {
+        let src = testdata(&format!("devcontainer/published/{id}"));
+        let dir = env.path(&format!("published-{id}"));
+        copy_templated(&src, &dir, &env.registry.addr());
+        let meta: Value =
+            serde_json::from_str(&read(&dir.join("devcontainer-feature.json"))).unwrap();
+        let tags = cairn_testkit::features::semver_tags(meta["version"].as_str().unwrap());
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        rt.block_on(cairn_testkit::features::publish_feature(
+            &env.registry.addr(),
+            &format!("features/{id}"),
+            &dir,
+            &tags,
+        ))
+        .expect("publish Feature");
+    }
+}
+
+/// Copies a fixture tree, replacing `{{REGISTRY}}` in its JSON files.
+fn copy_templated(src: &Path, dst: &Path, registry: &str) {
+    run_ok(Command::new("cp").arg("-a").arg(src).arg(dst));
+    for e in walkdir::WalkDir::new(dst) {
+        let e = e.unwrap();
+        if e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "json") {
+            let text = read(e.path()).replace("{{REGISTRY}}", registry);
+            std::fs::write(e.path(), text).unwrap();
+        }
+    }
+}
+
+/// A workspace made from `testdata/devcontainer/<fixture>`.
+fn workspace(env: &Env, fixture: &str, name: &str) -> PathBuf {
+    let dst = env.path(name);
+    copy_templated(
+        &testdata(&format!("devcontainer/{fixture}")),
+        &dst,
+        &env.registry.addr(),
+    );
+    dst
+}
+
+fn cairn_dev(sub: &str, ws: &Path, state: &Path) -> Command {
+    let mut c = Command::new(cairn_bin());
+    c.args(["devcontainer", sub, "--workspace-folder"])
+        .arg(ws)
+        .arg("--state-dir")
+        .arg(state)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("CAIRN_FEATURE_MIRROR")
+        .env("CAIRN_TEST_GREETING", "hello world");
+    c
+}
+
+fn ok(out: &Output) -> (String, String) {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "cairn failed:\n{stderr}");
+    (String::from_utf8_lossy(&out.stdout).to_string(), stderr)
+}
+
+fn failed(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "cairn should have failed:\n{stderr}");
+    stderr
+}
+
+/// Every entry under `root` (but `skip`): type, mode, owner, size, content
+/// digest or link target.
+fn tree(root: &Path, skip: &[&str]) -> BTreeMap<String, String> {
+    use sha2::Digest as _;
+    use std::os::unix::fs::MetadataExt;
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+        if skip.iter().any(|s| rel == *s) {
+            continue;
+        }
+        let m = e.path().symlink_metadata().unwrap();
+        let what = if m.file_type().is_symlink() {
+            format!("link {}", std::fs::read_link(e.path()).unwrap().display())
+        } else if m.is_file() {
+            let bytes = std::fs::read(e.path()).unwrap();
+            format!(
+                "file {} {}",
+                m.len(),
+                hex::encode(sha2::Sha256::digest(&bytes))
+            )
+        } else if m.is_dir() {
+            "dir".to_string()
+        } else {
+            format!("other {:o}", m.mode() & 0o170000)
+        };
+        out.insert(
+            rel,
+            format!(
+                "{what} mode {:o} owner {}:{}",
+                m.mode() & 0o7777,
+                m.uid(),
+                m.gid()
+            ),
+        );
+    }
+    out
+}
+
+fn requests_since(env: &Env, from: usize) -> Vec<String> {
+    let log = std::fs::read(env.registry.log_path()).unwrap_or_default();
+    String::from_utf8_lossy(&log[from.min(log.len())..])
+        .lines()
+        .filter(|l| l.contains(" /v2/"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn log_len(env: &Env) -> usize {
+    std::fs::read(env.registry.log_path()).map_or(0, |l| l.len())
+}
+
+fn plan(ws: &Path, state: &Path) -> Value {
+    let (out, _) = ok(&run(cairn_dev("plan", ws, state).args(["--format", "json"])));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("plan JSON: {e}\n{out}"))
+}
+
+fn short(id: &str) -> &str {
+    let last = id.rsplit('/').next().unwrap();
+    last.split(':').next().unwrap()
+}
+
+/// Image config: Features from the registry (with a dependsOn the config does
+/// not list and an installsAfter), a local Feature, options from the config
+/// and from `${localEnv}`; order and options in the built filesystem; label;
+/// `--unpack-to` equals umoci; a second build from an empty state is a
+/// pre-built hit that downloads no layer; a changed option rebuilds from that
+/// Feature's step only.
+#[test]
+fn image_config_with_features_end_to_end() {
+    let env = Env::new();
+    publish_features(&env);
+    let ws = workspace(&env, "build-image", "ws");
+    let reg = env.registry.addr();
+
+    // The plan: install order and what each Feature resolved to.
+    let p = plan(&ws, &env.path("s0"));
+    let ids: Vec<String> = p["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect();
+    let pos = |name: &str| ids.iter().position(|i| short(i) == name).unwrap();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert!(pos("base-tools") < pos("hello"), "dependsOn first: {ids:?}");
+    assert!(pos("hello") < pos("after"), "installsAfter: {ids:?}");
+    assert_eq!(
+        ids[pos("base-tools")],
+        format!("{reg}/features/base-tools:1")
+    );
+    let hello = &p["features"][pos("hello")];
+    assert_eq!(hello["version"], "2.0.1");
+    assert_eq!(
+        hello["options"],
+        serde_json::json!({"greeting": "hello world"})
+    );
+    assert!(
+        hello["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{reg}/features/hello@sha256:")),
+        "{hello}"
+    );
+    let hash = p["config_hash"].as_str().unwrap().to_string();
+    assert_eq!(hash.len(), 64);
+    assert!(p["base"]["digest"].as_str().unwrap().starts_with("sha256:"));
+
+    // Build, push, unpack.
+    let image = env.image("dev/image:latest");
+    let cache = env.image("dev/cache");
+    let unpacked = env.path("unpacked");
+    let args = [
+        "--image-name",
+        &image,
+        "--push",
+        "--cache-repo",
+        &cache,
+        "--progress",
+        "plain",
+    ];
+    let (out, err) = ok(&run(cairn_dev("build", &ws, &env.path("s1"))
+        .args(args)
+        .arg("--unpack-to")
+        .arg(&unpacked)));
+    let digest = digest_of(&out);
+    assert!(err.contains(&hash), "the log names the config hash:\n{err}");
+    let order: Vec<String> = read(&unpacked.join("opt/features/order"))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let expected: Vec<&str> = ids.iter().map(|i| short(i)).collect();
+    assert_eq!(order, expected, "installed in the planned order");
+    assert_eq!(read(&unpacked.join("opt/hello/greeting")), "hello world\n");
+    assert_eq!(read(&unpacked.join("opt/hello/loud")), "false\n");
+    assert_eq!(
+        read(&unpacked.join("opt/base-tools/flavour")),
+        "fancy\n",
+        "dependsOn options"
+    );
+    assert_eq!(
+        read(&unpacked.join("opt/features/note")),
+        "from devcontainer.json\n"
+    );
+    assert_eq!(
+        read(&unpacked.join("opt/features/after-saw-hello")),
+        "/opt/hello/bin/hello\n",
+        "hello's containerEnv PATH is set for later Features"
+    );
+    assert_eq!(
+        read(&unpacked.join("opt/hello/users")),
+        "root /root root /root\n"
+    );
+    assert!(
+        !unpacked.join("tmp/cairn-feature/run/install.sh").exists()
+            && !unpacked.join("tmp/cairn-feature/src/install.sh").exists(),
+        "Feature files never reach a layer"
+    );
+    let env_file = read(&unpacked.join(cairn_engine::ENV_FILE_NAME));
+    assert!(env_file.contains("HELLO_HOME='/opt/hello'"), "{env_file}");
+
+    // The label, read by skopeo.
+    let config = skopeo_json(&[
+        "inspect",
+        "--tls-verify=false",
+        "--config",
+        &format!("docker://{image}"),
+    ]);
+    let label = config["config"]["Labels"]["devcontainer.metadata"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no label in {config}"));
+    let entries: Vec<Value> = serde_json::from_str(label).unwrap();
+    let label_ids: Vec<&str> = entries.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(
+        label_ids,
+        ids.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let hello_entry = entries
+        .iter()
+        .find(|e| e["id"] == ids[pos("hello")])
+        .unwrap();
+    assert_eq!(hello_entry["postCreateCommand"], "hello --check");
+    let last = entries.last().unwrap();
+    assert_eq!(last["remoteUser"], "root");
+    assert_eq!(last["postCreateCommand"], "echo created");
+    assert_eq!(last["containerEnv"]["FROM_CONFIG"], "yes");
+    let env_list = config["config"]["Env"].to_string();
+    assert!(env_list.contains("HELLO_HOME=/opt/hello"), "{env_list}");
+    assert!(env_list.contains("PATH=/opt/hello/bin:"), "{env_list}");
+
+    // The lockfile pins every OCI Feature.
+    let lock: Value =
+        serde_json::from_str(&read(&ws.join(".devcontainer/devcontainer-lock.json"))).unwrap();
+    assert_eq!(lock["features"].as_object().unwrap().len(), 3, "{lock}");
+
+    // --unpack-to equals umoci unpack of the pushed image.
+    let umoci = unpack_with_umoci(&format!("{image}"), &env.path("umoci"));
+    assert_eq!(
+        tree(&unpacked, &[cairn_engine::ENV_FILE_NAME]),
+        tree(&umoci, &[]),
+        "cairn --unpack-to and umoci unpack differ"
+    );
+
+    // Unchanged config, empty local state: the pre-built image, no layer download.
+    let layers: Vec<String> = skopeo_json(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{image}"),
+    ])["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    let from = log_len(&env);
+    let (out2, err2) = ok(&run(cairn_dev("build", &ws, &env.path("s2")).args(args)));
+    assert_eq!(digest_of(&out2), digest);
+    assert!(err2.contains("Using pre-built dev container"), "{err2}");
+    assert!(err2.contains("build time)"), "{err2}");
+    let reqs = requests_since(&env, from);
+    for l in &layers {
+        assert!(
+            !reqs
+                .iter()
+                .any(|r| r.contains("GET") && r.contains(l.as_str())),
+            "layer {l} downloaded on a pre-built hit:\n{}",
+            reqs.join("\n")
+        );
+    }
+    assert!(
+        !reqs
+            .iter()
+            .any(|r| r.contains("PUT") && r.contains("/blobs/")),
+        "a hit uploads no blob"
+    );
+
+    // A changed option of one Feature: the steps before it hit, it and the
+    // ones after it are rebuilt.
+    let (_, err3) = ok(&run(cairn_dev("build", &ws, &env.path("s3"))
+        .args(args)
+        .arg("--explain")
+        .env("CAIRN_TEST_GREETING", "changed")));
+    assert!(!err3.contains("Using pre-built dev container"), "{err3}");
+    for (n, id) in ids.iter().enumerate() {
+        let step = format!("from=cairn-feature-{n}-{}", short(id));
+        let cached = err3
+            .lines()
+            .any(|l| l.contains("CACHED") && l.contains(&step));
+        assert_eq!(
+            cached,
+            n < pos("hello"),
+            "step {step}: cached={cached}\n{err3}"
+        );
+    }
+}
+
+/// Dockerfile config: the target stage is built with the context, the
+/// Features run as root on top of it, and its user is restored after them.
+#[test]
+fn dockerfile_config_features_on_the_target_stage() {
+    let env = Env::new();
+    publish_features(&env);
+    let ws = workspace(&env, "build-dockerfile", "ws");
+    let image = env.image("dev/df:latest");
+    let unpacked = env.path("unpacked");
+    let h1 = plan(&ws, &env.path("s0"))["config_hash"].clone();
+    ok(&run(cairn_dev("build", &ws, &env.path("s1"))
+        .args(["--image-name", &image, "--push", "--unpack-to"])
+        .arg(&unpacked)));
+    assert_eq!(read(&unpacked.join("opt/marker.txt")), "context file v1\n");
+    assert_eq!(
+        read(&unpacked.join("home/dev/from-dockerfile")),
+        "built by the Dockerfile\n"
+    );
+    assert_eq!(
+        read(&unpacked.join("opt/features/order")),
+        "base-tools\nhello\n"
+    );
+    assert_eq!(
+        read(&unpacked.join("opt/hello/greeting")),
+        "from a Dockerfile build\n"
+    );
+    assert_eq!(
+        read(&unpacked.join("opt/hello/users")),
+        "dev /home/dev dev /home/dev\n",
+        "the image user and its home from /etc/passwd"
+    );
+    let config = skopeo_json(&[
+        "inspect",
+        "--tls-verify=false",
+        "--config",
+        &format!("docker://{image}"),
+    ]);
+    assert_eq!(config["config"]["User"], "dev", "the user is restored");
+
+    // A changed file of the build context changes the config hash.
+    std::fs::write(ws.join(".devcontainer/marker.txt"), "context file v2\n").unwrap();
+    let h2 = plan(&ws, &env.path("s0"))["config_hash"].clone();
+    assert_ne!(h1, h2);
+}
+
+/// Bad configs fail with a message naming the file or Feature, and push nothing.
+#[test]
+fn bad_configs_fail_clearly() {
+    let env = Env::new();
+    let reg = env.registry.addr();
+    // Docker Compose.
+    let ws = workspace(&env, "compose", "compose");
+    let err = failed(&run(&mut cairn_dev("build", &ws, &env.path("s"))));
+    assert!(
+        err.contains("dockerComposeFile") && err.contains("not supported"),
+        "{err}"
+    );
+
+    // A dependsOn cycle.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (id, dep) in [("cyc-a", "cyc-b"), ("cyc-b", "cyc-a")] {
+        let dir = env.path(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("devcontainer-feature.json"),
+            format!(r#"{{"id": "{id}", "version": "1.0.0", "dependsOn": {{"{reg}/features/{dep}:1": {{}}}}}}"#),
+        )
+        .unwrap();
+        std::fs::write(dir.join("install.sh"), "#!/bin/sh\n").unwrap();
+        rt.block_on(cairn_testkit::features::publish_feature(
+            &reg,
+            &format!("features/{id}"),
+            &dir,
+            &["1"],
+        ))
+        .unwrap();
+    }
+    let ws = env.path("cycle");
+    std::fs::create_dir_all(ws.join(".devcontainer")).unwrap();
+    std::fs::write(
+        ws.join(".devcontainer/devcontainer.json"),
+        format!(
+            r#"{{"image": "{}", "features": {{"{reg}/features/cyc-a:1": {{}}}}}}"#,
+            env.base
+        ),
+    )
+    .unwrap();
+    let err = failed(&run(&mut cairn_dev("plan", &ws, &env.path("s"))));
+    assert!(err.contains("cyc-a") && err.contains("cyc-b"), "{err}");
+    assert!(err.to_lowercase().contains("cycle"), "{err}");
+
+    // A Feature that does not exist.
+    std::fs::write(
+        ws.join(".devcontainer/devcontainer.json"),
+        format!(
+            r#"{{"image": "{}", "features": {{"{reg}/features/nope:1": {{}}}}}}"#,
+            env.base
+        ),
+    )
+    .unwrap();
+    let err = failed(&run(cairn_dev("build", &ws, &env.path("s")).args([
+        "--image-name",
+        &env.image("dev/bad:1"),
+        "--push",
+    ])));
+    assert!(err.contains("features/nope"), "{err}");
+    let tags = run(Command::new("skopeo").args([
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}", env.image("dev/bad")),
+    ]));
+    assert!(
+        !String::from_utf8_lossy(&tags.stdout).contains("\"1\""),
+        "nothing pushed"
+    );
+}
+
+/// The lockfile: written by a build, `--frozen-lockfile` refuses a config
+/// whose Features changed; the offline mirror resolves Features without the
+/// network.
+#[test]
+fn lockfile_and_feature_mirror() {
+    let env = Env::new();
+    publish_features(&env);
+    let ws = workspace(&env, "build-image", "ws");
+    let state = env.path("s");
+    let lock_path = ws.join(".devcontainer/devcontainer-lock.json");
+    plan(&ws, &state);
+    assert!(!lock_path.exists(), "plan only reads the lockfile");
+    ok(&run(&mut cairn_dev("build", &ws, &state)));
+    assert!(lock_path.is_file(), "a build writes the lockfile");
+    ok(&run(cairn_dev("plan", &ws, &state).arg("--frozen-lockfile")));
+    let cfg = ws.join(".devcontainer/devcontainer.json");
+    std::fs::write(
+        &cfg,
+        read(&cfg).replace("features/after:0", "features/after:0.1"),
+    )
+    .unwrap();
+    let err = failed(&run(cairn_dev("plan", &ws, &state).arg("--frozen-lockfile")));
+    assert!(err.contains("after"), "{err}");
+    assert!(err.contains("lockfile") || err.contains("lock"), "{err}");
+
+    // Mirror: references to a registry that does not answer, folders on disk.
+    let mirror = env.path("mirror");
+    let dead = "127.0.0.1:9";
+    for id in ["base-tools", "hello", "after"] {
+        let dst = mirror.join(format!("oci/{dead}/features/{id}"));
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        copy_templated(
+            &testdata(&format!("devcontainer/published/{id}")),
+            &dst,
+            dead,
+        );
+    }
+    let ws2 = workspace(&env, "build-image", "ws-mirror");
+    let cfg = ws2.join(".devcontainer/devcontainer.json");
+    let text = read(&cfg).replace(
+        &format!("{}/features", env.registry.addr()),
+        &format!("{dead}/features"),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = run(cairn_dev("plan", &ws2, &state)
+        .arg("--no-lockfile")
+        .arg("--feature-mirror")
+        .arg(&mirror));
+    let (stdout, _) = ok(&out);
+    let p: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(p["features"].as_array().unwrap().len(), 4, "{p}");
+    assert!(
+        !ws2.join(".devcontainer/devcontainer-lock.json").exists(),
+        "--no-lockfile writes none"
+    );
+    let missing = env.path("empty-mirror");
+    std::fs::create_dir_all(&missing).unwrap();
+    let err = failed(&run(cairn_dev("plan", &ws2, &state)
+        .arg("--no-lockfile")
+        .arg("--feature-mirror")
+        .arg(&missing)));
+    assert!(
+        err.contains("features/"),
+        "names the missing Feature: {err}"
+    );
+}
