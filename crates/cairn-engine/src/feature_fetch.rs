@@ -501,8 +501,11 @@ fn read_feature(id: &str, dir: &Path) -> Result<FeatureMetadata, Error> {
         }
         Err(e) => return Err(Error::io("read", &meta, e)),
     };
-    let metadata = FeatureMetadata::parse(&text, &format!("{id}: devcontainer-feature.json"))
-        .map_err(|e| Error::Image(format!("Feature {e}")))?;
+    let metadata = FeatureMetadata::parse(
+        &text,
+        &format!("devcontainer-feature.json of Feature `{id}`"),
+    )
+    .map_err(|e| Error::Image(e.to_string()))?;
     let install = dir.join("install.sh");
     if !install.is_file() {
         return Err(feature_err(

@@ -110,6 +110,8 @@ pub fn raw_tar(dest: &Path, entries: &[(&str, &[u8])]) -> Result<(), SeedError> 
         field[..bytes.len()].copy_from_slice(bytes);
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_entry_type(tar::EntryType::Regular);
         h.set_mtime(0);
         h.set_cksum();
