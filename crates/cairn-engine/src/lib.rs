@@ -18,6 +18,7 @@
 
 pub mod cache;
 mod copy;
+pub mod devcontainer;
 mod dockerignore;
 mod error;
 mod export;
