@@ -181,25 +181,68 @@ impl<W: Write> Compressor<W> {
     }
 }
 
-/// A run of the tar stream plus the lengths of the `write` calls that made
-/// it, so the compressor can replay exactly the same calls: zlib-rs' output
-/// depends on how its input is split into writes, and the default gzip
-/// bytes must stay those of the single-threaded writer.
-#[derive(Default)]
+/// A run of the tar stream. `data[..len]` holds the bytes; `data` itself is
+/// allocated (zeroed) once at [`CHUNK_CAP`] and reused, so file contents can
+/// be read straight into it. `writes` are the lengths of the `write` calls
+/// that made the run, kept only when the compressor must replay them:
+/// zlib-rs' output depends on how its input is split into writes, and the
+/// default gzip bytes must stay those of the single-threaded writer.
 struct Chunk {
     data: Vec<u8>,
+    len: usize,
     writes: Vec<usize>,
+}
+
+/// Allocated size of a [`Chunk`]: a chunk is sent once it holds [`CHUNK`]
+/// bytes; the slack takes the tar builder's last write (headers, padding)
+/// without growing. A larger write (a long PAX header) grows that chunk only.
+const CHUNK_CAP: usize = CHUNK + 64 * 1024;
+
+impl Chunk {
+    fn new() -> Self {
+        Chunk {
+            data: vec![0; CHUNK_CAP],
+            len: 0,
+            writes: Vec::new(),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if end > self.data.len() {
+            self.data.resize(end, 0);
+        }
+        self.data[self.len..end].copy_from_slice(bytes);
+        self.len = end;
+    }
 }
 
 /// The archiving end: collects the tar stream into chunks of about [`CHUNK`]
 /// bytes, hashes it (the diff_id) and sends the chunks to the compressor.
 struct ChunkSender {
     buf: Chunk,
+    /// Record write lengths for the compressor to replay (see [`Chunk`]).
+    replay: bool,
     tx: std::sync::mpsc::SyncSender<Chunk>,
     /// Chunks the compressor is done with, for reuse.
     recycled: std::sync::mpsc::Receiver<Chunk>,
-    hasher: sha2::Sha256,
-    count: u64,
+    /// The diff_id hasher, when the archiving thread hashes (see [`DiffIdAt`]).
+    hasher: Option<sha2::Sha256>,
+}
+
+/// Which thread hashes the tar stream for the diff_id: the one with time to
+/// spare. Single-stream gzip keeps the compressing thread busy, so the
+/// archiver hashes; with zstd or parallel gzip the compression runs on worker
+/// threads and the compressing thread mostly waits, while the archiver's
+/// per-file system calls are the critical path of trees of small files.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DiffIdAt {
+    Archiver,
+    Compressor,
 }
 
 fn pipeline_closed() -> io::Error {
@@ -207,27 +250,80 @@ fn pipeline_closed() -> io::Error {
 }
 
 impl ChunkSender {
+    fn new(
+        replay: bool,
+        hash: DiffIdAt,
+        tx: std::sync::mpsc::SyncSender<Chunk>,
+        recycled: std::sync::mpsc::Receiver<Chunk>,
+    ) -> Self {
+        ChunkSender {
+            buf: Chunk::new(),
+            replay,
+            tx,
+            recycled,
+            hasher: (hash == DiffIdAt::Archiver).then(sha2::Sha256::new),
+        }
+    }
+
+    /// Hash the current chunk (if this thread hashes) and hand it to the
+    /// compressor.
     fn send(&mut self) -> io::Result<()> {
-        if self.buf.data.is_empty() {
+        if self.buf.len == 0 {
             return Ok(());
         }
-        let next = self.recycled.try_recv().unwrap_or_else(|_| Chunk {
-            data: Vec::with_capacity(CHUNK + 64 * 1024),
-            writes: Vec::new(),
-        });
+        if let Some(h) = &mut self.hasher {
+            h.update(self.buf.bytes());
+        }
+        let next = self.recycled.try_recv().unwrap_or_else(|_| Chunk::new());
         let full = std::mem::replace(&mut self.buf, next);
         self.tx.send(full).map_err(|_| pipeline_closed())
+    }
+
+    /// Read exactly `size` bytes of `file` straight into the chunks, then the
+    /// zero padding to the next 512-byte block: the data part of a tar entry
+    /// whose header was already written. Only for compressors that do not
+    /// replay writes. An early end of file is an error (the file shrank).
+    fn file_data(&mut self, file: &mut fs::File, size: u64) -> io::Result<()> {
+        debug_assert!(!self.replay, "direct reads are not replayable");
+        let mut remaining = size;
+        while remaining > 0 {
+            if self.buf.len >= CHUNK {
+                self.send()?;
+            }
+            let room = CHUNK - self.buf.len;
+            let want = room.min(usize::try_from(remaining).unwrap_or(usize::MAX));
+            let at = self.buf.len;
+            let n = match file.read(&mut self.buf.data[at..at + want]) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shrank while being archived",
+                    ));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.buf.len += n;
+            remaining -= n as u64;
+        }
+        let pad = (512 - size % 512) % 512;
+        self.buf.put(&[0; 512][..pad as usize]);
+        if self.buf.len >= CHUNK {
+            self.send()?;
+        }
+        Ok(())
     }
 }
 
 impl Write for ChunkSender {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         // Always take the whole write (see [`Chunk`]).
-        self.buf.data.extend_from_slice(data);
-        self.buf.writes.push(data.len());
-        self.hasher.update(data);
-        self.count += data.len() as u64;
-        if self.buf.data.len() >= CHUNK {
+        self.buf.put(data);
+        if self.replay {
+            self.buf.writes.push(data.len());
+        }
+        if self.buf.len >= CHUNK {
             self.send()?;
         }
         Ok(data.len())
@@ -241,11 +337,14 @@ impl Write for ChunkSender {
 /// Stream `dir` as a reproducible tar → gzip (or zstd) into `out`, computing
 /// the diff_id and compressed digest on the fly. See [`crate::layer_spec`].
 ///
-/// Two threads share the work: a scoped thread walks the tree, writes the
-/// tar stream and hashes it, handing 1 MiB chunks (at most a few in flight)
-/// to the calling thread, which compresses, hashes and writes to `out`.
-/// Nothing is buffered beyond those chunks and the encoder's window; the
-/// output bytes do not depend on the thread split.
+/// Two threads share the work: a scoped thread walks the tree and writes the
+/// tar stream into 1 MiB chunks (at most a few in flight), handing them to
+/// the calling thread, which compresses, hashes and writes to `out`. With
+/// zstd and parallel gzip the compression itself runs on their worker
+/// threads; file contents are then read straight into the chunks (no copy
+/// through the tar builder) and the calling thread also hashes the tar for
+/// the diff_id ([`DiffIdAt`]). Nothing is buffered beyond those chunks and
+/// the encoder's window; the output bytes do not depend on the thread split.
 pub fn write_layer(
     dir: &Path,
     kind: SourceKind,
@@ -259,18 +358,19 @@ pub fn write_layer(
     let (tx, rx) = sync_channel::<Chunk>(CHUNKS_IN_FLIGHT);
     let (ret_tx, ret_rx) = sync_channel::<Chunk>(CHUNKS_IN_FLIGHT + 2);
     let epoch = opts.source_date_epoch;
+    let replay = comp.needs_write_replay();
+    let diff_id_at = if replay {
+        DiffIdAt::Archiver
+    } else {
+        DiffIdAt::Compressor
+    };
+    let mut diff_hasher = (diff_id_at == DiffIdAt::Compressor).then(sha2::Sha256::new);
 
     let (archived, compressed) = std::thread::scope(|s| {
         let archiver = std::thread::Builder::new()
             .name("cairn-layer-tar".into())
-            .spawn_scoped(s, move || -> Result<(Digest, u64), Error> {
-                let sender = ChunkSender {
-                    buf: Chunk::default(),
-                    tx,
-                    recycled: ret_rx,
-                    hasher: sha2::Sha256::new(),
-                    count: 0,
-                };
+            .spawn_scoped(s, move || -> Result<Option<sha2::Sha256>, Error> {
+                let sender = ChunkSender::new(replay, diff_id_at, tx, ret_rx);
                 let mut builder = Builder::new(sender);
                 let mut w = LayerWriter {
                     root: dir,
@@ -283,8 +383,7 @@ pub fn write_layer(
                 builder.finish().ctx("finish tar", dir)?;
                 let mut sender = builder.into_inner().ctx("finish tar", dir)?;
                 sender.send().ctx("finish tar", dir)?;
-                let hex = hex::encode(sha2::Digest::finalize(sender.hasher));
-                Ok((crate::hash::sha256_digest_from_hex(&hex), sender.count))
+                Ok(sender.hasher)
             })
             .map_err(|e| Error::io("spawn layer thread", dir, e));
         let archiver = match archiver {
@@ -292,10 +391,12 @@ pub fn write_layer(
             Err(e) => return (Err(e), Err(pipeline_closed())),
         };
         let mut result = Ok(());
-        let replay = comp.needs_write_replay();
         'chunks: for mut chunk in rx.iter() {
+            if let Some(h) = &mut diff_hasher {
+                h.update(chunk.bytes());
+            }
             if !replay {
-                if let Err(e) = comp.write_all(&chunk.data) {
+                if let Err(e) = comp.write_all(chunk.bytes()) {
                     result = Err(e);
                     break 'chunks;
                 }
@@ -309,7 +410,7 @@ pub fn write_layer(
                     at += len;
                 }
             }
-            chunk.data.clear();
+            chunk.len = 0;
             chunk.writes.clear();
             let _ = ret_tx.try_send(chunk);
         }
@@ -324,7 +425,11 @@ pub fn write_layer(
     if let Err(e) = compressed {
         return Err(Error::io("compress layer", dir, e));
     }
-    let (diff_id, _tar_len) = archived?;
+    // Exactly one of the two threads hashed the tar stream.
+    let diff_hasher = archived?
+        .or(diff_hasher)
+        .ok_or_else(|| Error::io("hash layer", dir, io::Error::other("no diff_id hasher")))?;
+    let diff_id = crate::hash::sha256_digest_from_hex(&hex::encode(diff_hasher.finalize()));
     let compressed = comp.finish().ctx("finish compression", dir)?;
     let (mut buf, digest, size) = compressed.finish();
     buf.flush().ctx("flush layer output", dir)?;
@@ -336,7 +441,46 @@ pub fn write_layer(
     })
 }
 
-struct LayerWriter<'a, W: Write> {
+/// Where the tar builder writes. A sink may take file contents directly
+/// ([`ChunkSender::file_data`]) instead of through the builder's 8 KiB copy.
+pub(crate) trait TarSink: Write {
+    /// Whether [`Self::file_data`] reads straight into the sink.
+    fn direct(&self) -> bool {
+        false
+    }
+
+    /// Write exactly `size` bytes of `file` and the padding to the next tar
+    /// block, as the data of an entry whose header was already written.
+    fn file_data(&mut self, file: &mut fs::File, size: u64) -> io::Result<()> {
+        let mut reader = ExactReader {
+            inner: file,
+            remaining: size,
+        };
+        let n = io::copy(&mut reader, self)?;
+        if n != size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while being archived",
+            ));
+        }
+        let pad = (512 - size % 512) % 512;
+        self.write_all(&[0; 512][..pad as usize])
+    }
+}
+
+impl TarSink for ChunkSender {
+    fn direct(&self) -> bool {
+        !self.replay
+    }
+
+    fn file_data(&mut self, file: &mut fs::File, size: u64) -> io::Result<()> {
+        ChunkSender::file_data(self, file, size)
+    }
+}
+
+impl<W: Write> TarSink for HashingWriter<W> {}
+
+struct LayerWriter<'a, W: TarSink> {
     root: &'a Path,
     kind: SourceKind,
     epoch: u64,
@@ -364,7 +508,7 @@ fn xattr_present(path: &Path, names: &[&str]) -> bool {
         .any(|n| matches!(xattr::get(path, n), Ok(Some(_))))
 }
 
-impl<W: Write> LayerWriter<'_, W> {
+impl<W: TarSink> LayerWriter<'_, W> {
     fn walk(&mut self) -> Result<(), Error> {
         let walker = walkdir::WalkDir::new(self.root)
             .min_depth(1)
@@ -403,8 +547,19 @@ impl<W: Write> LayerWriter<'_, W> {
         h
     }
 
-    fn xattrs(&self, full: &Path) -> Result<Vec<(String, Vec<u8>)>, Error> {
-        let names = match xattr::list(full) {
+    /// The xattrs to record for `full`, read through `file` when it is open
+    /// (one path lookup less per regular file).
+    fn xattrs(
+        &self,
+        full: &Path,
+        file: Option<&fs::File>,
+    ) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        use xattr::FileExt as _;
+        let listed = match file {
+            Some(f) => f.list_xattr(),
+            None => xattr::list(full),
+        };
+        let names = match listed {
             Ok(n) => n,
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => {
                 return Ok(Vec::new());
@@ -421,7 +576,11 @@ impl<W: Write> LayerWriter<'_, W> {
                 tracing::warn!(path = %full.display(), "skipping non-UTF-8 xattr name");
                 continue;
             };
-            match xattr::get(full, &name) {
+            let value = match file {
+                Some(f) => f.get_xattr(&name),
+                None => xattr::get(full, &name),
+            };
+            match value {
                 Ok(Some(v)) => out.push((format!("SCHILY.xattr.{name_str}"), v)),
                 Ok(None) => {}
                 Err(e) => return Err(Error::io("read xattr", full, e)),
@@ -431,8 +590,8 @@ impl<W: Write> LayerWriter<'_, W> {
         Ok(out)
     }
 
-    fn append_pax(&mut self, full: &Path) -> Result<(), Error> {
-        let xattrs = self.xattrs(full)?;
+    fn append_pax(&mut self, full: &Path, file: Option<&fs::File>) -> Result<(), Error> {
+        let xattrs = self.xattrs(full, file)?;
         if !xattrs.is_empty() {
             self.builder
                 .append_pax_extensions(xattrs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
@@ -475,7 +634,7 @@ impl<W: Write> LayerWriter<'_, W> {
             let mut p = rel.as_os_str().to_owned().into_vec();
             p.push(b'/');
             let p = PathBuf::from(OsString::from_vec(p));
-            self.append_pax(full)?;
+            self.append_pax(full, None)?;
             self.builder
                 .append_data(&mut h, &p, io::empty())
                 .ctx("write dir entry", &p)?;
@@ -520,19 +679,28 @@ impl<W: Write> LayerWriter<'_, W> {
         if ft.is_symlink() {
             let target = fs::read_link(full).ctx("readlink", full)?;
             h.set_entry_type(EntryType::Symlink);
-            self.append_pax(full)?;
+            self.append_pax(full, None)?;
             self.builder
                 .append_link(&mut h, rel, &target)
                 .ctx("write symlink", rel)?;
         } else if ft.is_file() {
             h.set_entry_type(EntryType::Regular);
             h.set_size(meta.len());
-            let file = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                .open(full)
-                .ctx("open", full)?;
-            self.append_pax(full)?;
+            let mut file = open_source_file(full)?;
+            self.append_pax(full, Some(&file))?;
+            if self.builder.get_ref().direct() {
+                // The builder writes the header (and any GNU long-name
+                // entry) for `size` bytes but copies nothing; the sink then
+                // reads the contents straight into its buffers.
+                self.builder
+                    .append_data(&mut h, rel, io::empty())
+                    .ctx("write file", full)?;
+                self.builder
+                    .get_mut()
+                    .file_data(&mut file, meta.len())
+                    .ctx("read", full)?;
+                return Ok(());
+            }
             let mut reader = ExactReader {
                 inner: file,
                 remaining: meta.len(),
@@ -566,7 +734,7 @@ impl<W: Write> LayerWriter<'_, W> {
                 h.set_device_minor(rustix::fs::minor(rdev))
                     .ctx("device minor", full)?;
             }
-            self.append_pax(full)?;
+            self.append_pax(full, None)?;
             self.builder
                 .append_data(&mut h, rel, io::empty())
                 .ctx("write special file", full)?;
@@ -577,6 +745,26 @@ impl<W: Write> LayerWriter<'_, W> {
             });
         }
         Ok(())
+    }
+}
+
+/// Open a regular file of the tree for reading, without following a
+/// symlink swapped in after the walk, and with `O_NOATIME` where allowed
+/// (the file's owner or `CAP_FOWNER`) so archiving does not dirty inodes
+/// with atime updates; retried without it on `EPERM`.
+fn open_source_file(full: &Path) -> Result<fs::File, Error> {
+    use rustix::fs::OFlags;
+    let open = |flags: OFlags| {
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags.bits() as i32)
+            .open(full)
+    };
+    match open(OFlags::NOFOLLOW | OFlags::NOATIME) {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
+            open(OFlags::NOFOLLOW).ctx("open", full)
+        }
+        r => r.ctx("open", full),
     }
 }
 

@@ -406,3 +406,80 @@ fn zstd_layer_decodes_to_the_same_tar() {
     assert_eq!(info.diff_id, gz.0.diff_id);
     assert_ne!(info.digest, gz.0.digest);
 }
+
+/// The tar stream of the single-threaded writer (tar builder straight into a
+/// buffer, file data through the builder's own copy).
+fn sequential_tar(dir: &Path) -> Vec<u8> {
+    let mut builder = Builder::new(HashingWriter::new(Vec::new()));
+    let mut w = LayerWriter {
+        root: dir,
+        kind: SourceKind::Plain,
+        epoch: 0,
+        links: HashMap::new(),
+        builder: &mut builder,
+    };
+    w.walk().unwrap();
+    builder.finish().unwrap();
+    builder.into_inner().unwrap().finish().0
+}
+
+#[test]
+fn zstd_and_pgzip_read_files_directly_yet_write_the_sequential_tar() {
+    // zstd and parallel gzip take file contents straight into their chunks
+    // (not through the tar builder); the tar must still be the sequential
+    // writer's, and the zstd blob what zstd's worker mode makes of it in one
+    // call (its bytes do not depend on how the input is split).
+    let tmp = tempfile::tempdir().unwrap();
+    sample_tree(tmp.path());
+    big_tree(tmp.path());
+    // A file whose name needs a GNU long-name entry, and one of exactly one block.
+    let long = "n".repeat(150);
+    fs::write(tmp.path().join(&long), vec![b'z'; 700]).unwrap();
+    fs::write(tmp.path().join("block"), vec![b'b'; 512]).unwrap();
+    let tar = sequential_tar(tmp.path());
+    for threads in [1, 2] {
+        let opts = LayerOptions {
+            compression: LayerCompression::Zstd { level: 3 },
+            compression_threads: threads,
+            ..LayerOptions::default()
+        };
+        let (info, zst) = layer_bytes(tmp.path(), SourceKind::Plain, &opts);
+        assert_eq!(info.diff_id, crate::sha256_digest(&tar));
+        assert_eq!(zstd::stream::decode_all(zst.as_slice()).unwrap(), tar);
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        enc.multithread(1).unwrap();
+        enc.include_checksum(true).unwrap();
+        enc.write_all(&tar).unwrap();
+        let oracle = enc.finish().unwrap();
+        assert_eq!(
+            info.digest,
+            crate::sha256_digest(&oracle),
+            "{threads} threads"
+        );
+    }
+    let opts = LayerOptions {
+        compression: LayerCompression::ParallelGzip,
+        ..LayerOptions::default()
+    };
+    let (info, gz) = layer_bytes(tmp.path(), SourceKind::Plain, &opts);
+    assert_eq!(info.diff_id, crate::sha256_digest(&tar));
+    assert_eq!(gunzip(&gz), tar);
+}
+
+#[test]
+fn a_file_that_shrinks_is_an_error_on_the_direct_path() {
+    // The direct path reads exactly the lstat size; a short file must fail,
+    // not pad the entry with garbage.
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("f");
+    fs::write(&f, b"0123456789").unwrap();
+    let meta = fs::symlink_metadata(&f).unwrap();
+    fs::write(&f, b"01234").unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(8);
+    let (_ret_tx, ret_rx) = std::sync::mpsc::sync_channel(1);
+    let mut sender = ChunkSender::new(false, DiffIdAt::Compressor, tx, ret_rx);
+    let mut file = fs::File::open(&f).unwrap();
+    let err = sender.file_data(&mut file, meta.len()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+    drop(rx);
+}
