@@ -343,7 +343,7 @@ impl Write for ChunkSender {
 /// zstd and parallel gzip the compression itself runs on their worker
 /// threads; file contents are then read straight into the chunks (no copy
 /// through the tar builder) and the calling thread also hashes the tar for
-/// the diff_id ([`DiffIdAt`]). Nothing is buffered beyond those chunks and
+/// the diff_id. Nothing is buffered beyond those chunks and
 /// the encoder's window; the output bytes do not depend on the thread split.
 pub fn write_layer(
     dir: &Path,
