@@ -505,7 +505,7 @@ fn read_feature(id: &str, dir: &Path) -> Result<FeatureMetadata, Error> {
         &text,
         &format!("devcontainer-feature.json of Feature `{id}`"),
     )
-    .map_err(|e| Error::Image(e.to_string()))?;
+    .map_err(Error::from)?;
     let install = dir.join("install.sh");
     if !install.is_file() {
         return Err(feature_err(
@@ -517,10 +517,6 @@ fn read_feature(id: &str, dir: &Path) -> Result<FeatureMetadata, Error> {
         ));
     }
     Ok(metadata)
-}
-
-fn dc_err(e: cairn_devcontainer::Error) -> Error {
-    Error::Usage(e.to_string())
 }
 
 /// Every Feature to install, with what was fetched for it.
@@ -542,7 +538,7 @@ pub async fn resolve_all(
     fetcher: &FeatureFetcher,
     features: &BTreeMap<String, Value>,
 ) -> Result<ResolvedFeatures, Error> {
-    let mut resolver = DependencyResolver::new(features).map_err(dc_err)?;
+    let mut resolver = DependencyResolver::new(features)?;
     let mut fetched: Vec<FetchedFeature> = Vec::new();
     while let Some(pending) = resolver.next_pending() {
         let f = fetcher.fetch(&pending).await?;
@@ -553,7 +549,7 @@ pub async fn resolve_all(
         if !fetched.iter().any(|x| x.user_id == f.user_id) {
             fetched.push(f);
         }
-        resolver.supply(pending, resolved).map_err(dc_err)?;
+        resolver.supply(pending, resolved)?;
     }
     let nodes = resolver.finish();
     let features = nodes
