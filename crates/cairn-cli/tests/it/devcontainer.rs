@@ -523,3 +523,98 @@ fn lockfile_and_feature_mirror() {
         "names the missing Feature: {err}"
     );
 }
+
+/// A base image that is itself a dev container: its `devcontainer.metadata`
+/// entries come first in the new label, the new image's after them. Without
+/// `--push` nothing reaches the registry.
+#[test]
+fn base_label_is_merged_and_nothing_is_pushed_unasked() {
+    let env = Env::new();
+    let ws = env.path("first");
+    let feature = |ws: &Path, id: &str| {
+        let dir = ws.join(format!(".devcontainer/{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("devcontainer-feature.json"),
+            format!(r#"{{"id": "{id}", "version": "1.0.0", "init": true}}"#),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("install.sh"),
+            format!("#!/bin/sh\nmkdir -p /opt/features && echo {id} >> /opt/features/order\n"),
+        )
+        .unwrap();
+    };
+    feature(&ws, "one");
+    std::fs::write(
+        ws.join(".devcontainer/devcontainer.json"),
+        format!(
+            r#"{{"image": "{}", "features": {{"./one": {{}}}}, "remoteUser": "first"}}"#,
+            env.base
+        ),
+    )
+    .unwrap();
+    let first = env.image("dev/first:1");
+    ok(&run(&mut cairn_dev("build", &ws, &env.path("s")).args([
+        "--image-name",
+        &first,
+        "--push",
+    ])));
+
+    let ws2 = env.path("second");
+    feature(&ws2, "two");
+    std::fs::write(
+        ws2.join(".devcontainer/devcontainer.json"),
+        format!(r#"{{"image": "{first}", "features": {{"./two": {{}}}}, "remoteUser": "second"}}"#),
+    )
+    .unwrap();
+    let second = env.image("dev/second:1");
+    // Not pushed: no tag appears, not even the config-hash one.
+    let layout_unpack = env.path("unpacked");
+    ok(&run(&mut cairn_dev("build", &ws2, &env.path("s"))
+        .args(["--image-name", &second, "--unpack-to"])
+        .arg(&layout_unpack)));
+    assert_eq!(
+        read(&layout_unpack.join("opt/features/order")),
+        "one\ntwo\n"
+    );
+    let tags = run(Command::new("skopeo").args([
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}", env.image("dev/second")),
+    ]));
+    let listed = String::from_utf8_lossy(&tags.stdout).to_string();
+    assert!(
+        !tags.status.success() || !listed.contains("\"1\""),
+        "pushed without --push: {listed}"
+    );
+    ok(&run(&mut cairn_dev("build", &ws2, &env.path("s")).args([
+        "--image-name",
+        &second,
+        "--push",
+    ])));
+    let config = skopeo_json(&[
+        "inspect",
+        "--tls-verify=false",
+        "--config",
+        &format!("docker://{second}"),
+    ]);
+    let entries: Vec<Value> = serde_json::from_str(
+        config["config"]["Labels"]["devcontainer.metadata"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let summary: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            e["id"]
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| e["remoteUser"].as_str().map(|u| format!("user {u}")))
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(summary, ["./one", "user first", "./two", "user second"]);
+    assert_eq!(entries[0]["init"], true);
+}

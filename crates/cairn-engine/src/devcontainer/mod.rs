@@ -487,7 +487,10 @@ pub async fn build(opts: &DevcontainerOptions) -> Result<DevcontainerResult, Err
         }
         Base::Image(_) => {
             std::fs::create_dir_all(&empty).map_err(|e| Error::io("create", &empty, e))?;
-            build.dockerfile = p.config.config_file.clone();
+            // Names the generated text in messages (nothing is read from it).
+            let mut name = p.config.config_file.clone().into_os_string();
+            name.push(" (generated Dockerfile)");
+            build.dockerfile = PathBuf::from(name);
             build.context = empty.clone();
             build.build_args = BTreeMap::new();
         }
