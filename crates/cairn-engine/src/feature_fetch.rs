@@ -38,7 +38,8 @@
 //!
 //! [`resolve_all`] is the async counterpart of
 //! `cairn_devcontainer::order::resolve_features`: it fetches every Feature
-//! and the `dependsOn` Features they pull in.
+//! and the `dependsOn` Features they pull in, level by level, the Features
+//! of one level concurrently (at most four at a time).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
@@ -538,18 +539,44 @@ pub async fn resolve_all(
     fetcher: &FeatureFetcher,
     features: &BTreeMap<String, Value>,
 ) -> Result<ResolvedFeatures, Error> {
+    use futures_util::{StreamExt, TryStreamExt};
     let mut resolver = DependencyResolver::new(features)?;
     let mut fetched: Vec<FetchedFeature> = Vec::new();
-    while let Some(pending) = resolver.next_pending() {
-        let f = fetcher.fetch(&pending).await?;
-        let resolved = ResolvedFeature {
-            canonical_id: f.canonical_id.clone(),
-            metadata: f.metadata.clone(),
-        };
-        if !fetched.iter().any(|x| x.user_id == f.user_id) {
-            fetched.push(f);
+    loop {
+        // Everything pending now is fetched concurrently (each reference
+        // once), then supplied in queue order, so the result does not
+        // depend on which download finishes first.
+        let batch: Vec<PendingFeature> = std::iter::from_fn(|| resolver.next_pending()).collect();
+        if batch.is_empty() {
+            break;
         }
-        resolver.supply(pending, resolved)?;
+        let mut unique: Vec<&PendingFeature> = Vec::new();
+        for p in &batch {
+            if !unique.iter().any(|u| u.user_id == p.user_id) {
+                unique.push(p);
+            }
+        }
+        let got: Vec<FetchedFeature> =
+            futures_util::stream::iter(unique.iter().map(|p| fetcher.fetch(p)))
+                .buffered(crate::TRANSFERS)
+                .try_collect()
+                .await?;
+        for f in &got {
+            if !fetched.iter().any(|x| x.user_id == f.user_id) {
+                fetched.push(f.clone());
+            }
+        }
+        for pending in batch {
+            let f = got
+                .iter()
+                .find(|f| f.user_id == pending.user_id)
+                .expect("every pending reference was fetched");
+            let resolved = ResolvedFeature {
+                canonical_id: f.canonical_id.clone(),
+                metadata: f.metadata.clone(),
+            };
+            resolver.supply(pending, resolved)?;
+        }
     }
     let nodes = resolver.finish();
     let features = nodes

@@ -195,6 +195,50 @@ async fn depends_on_is_fetched_and_locked() {
 }
 
 #[tokio::test]
+async fn shared_dependency_is_fetched_once() {
+    let reg = TestRegistry::start().unwrap();
+    let ws = Ws::new();
+    let base_ref = format!("{}/acme/features/base:1", reg.addr());
+    let b = feature(
+        &ws.root.join("src/base"),
+        "base",
+        "1.0.0",
+        json!({}),
+        "base",
+    );
+    publish_feature(&reg.addr(), "acme/features/base", &b, &["1"])
+        .await
+        .unwrap();
+    let mut features = BTreeMap::new();
+    for name in ["one", "two", "three"] {
+        let dir = feature(
+            &ws.root.join("src").join(name),
+            name,
+            "1.0.0",
+            json!({ base_ref.clone(): {} }),
+            name,
+        );
+        publish_feature(&reg.addr(), &format!("acme/features/{name}"), &dir, &["1"])
+            .await
+            .unwrap();
+        features.insert(format!("{}/acme/features/{name}:1", reg.addr()), json!({}));
+    }
+    let fetcher = ws.fetcher(ws.opts());
+    let resolved = resolve_all(&fetcher, &features).await.unwrap();
+    assert_eq!(resolved.nodes.len(), 4);
+    assert_eq!(resolved.fetched.len(), 4);
+    // One folder per reference: the shared dependency was downloaded once.
+    let dirs = std::fs::read_dir(ws.root.join("work")).unwrap().count();
+    assert_eq!(dirs, 4);
+    let order = install_order(&resolved.nodes, &[]).unwrap();
+    assert_eq!(resolved.nodes[order[0]].user_id, base_ref);
+    for (n, f) in resolved.nodes.iter().zip(&resolved.features) {
+        assert_eq!(n.canonical_id, f.canonical_id);
+        assert_eq!(n.metadata.id, f.metadata.id);
+    }
+}
+
+#[tokio::test]
 async fn lockfile_pins_the_digest_after_the_tag_moves() {
     let reg = TestRegistry::start().unwrap();
     let ws = Ws::new();
