@@ -88,6 +88,15 @@ pub enum Error {
     /// An image cannot be used (no manifest for this platform, bad JSON, …).
     #[error("{0}")]
     Image(String),
+    /// A Feature's install step failed.
+    #[error("Feature `{feature}` failed to install: {source}")]
+    FeatureInstall {
+        /// The Feature's reference as written.
+        feature: String,
+        /// The step's failure.
+        #[source]
+        source: Box<Error>,
+    },
     /// A devcontainer.json, Feature or lockfile is invalid (the message names the
     /// file or reference).
     #[error(transparent)]

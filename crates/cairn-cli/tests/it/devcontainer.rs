@@ -431,6 +431,42 @@ fn bad_configs_fail_clearly() {
     assert!(err.contains("cyc-a") && err.contains("cyc-b"), "{err}");
     assert!(err.to_lowercase().contains("cycle"), "{err}");
 
+    // A Feature whose install fails: named, with the exit code; nothing pushed.
+    let broken = ws.join(".devcontainer/broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(
+        broken.join("devcontainer-feature.json"),
+        r#"{"id": "broken", "version": "1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        broken.join("install.sh"),
+        "#!/bin/sh\necho about to fail\nexit 3\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ws.join(".devcontainer/devcontainer.json"),
+        format!(
+            r#"{{"image": "{}", "features": {{"./broken": {{}}}}}}"#,
+            env.base
+        ),
+    )
+    .unwrap();
+    let err = failed(&run(&mut cairn_dev("build", &ws, &env.path("s")).args([
+        "--image-name",
+        &env.image("dev/bad:1"),
+        "--push",
+    ])));
+    assert!(
+        err.contains("Feature `./broken` failed to install"),
+        "{err}"
+    );
+    assert!(err.contains("exit code 3"), "{err}");
+    assert!(
+        mounts_mentioning(&env.path("s")).is_empty(),
+        "no mount left"
+    );
+
     // A Feature that does not exist.
     std::fs::write(
         ws.join(".devcontainer/devcontainer.json"),

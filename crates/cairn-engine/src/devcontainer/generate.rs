@@ -127,10 +127,11 @@ pub(crate) fn install_script(id: &str) -> String {
     .join("\n")
 }
 
-/// The generated Dockerfile text.
-pub(crate) fn generate(g: &Generation<'_>) -> Result<String, GenError> {
+/// The generated Dockerfile text, and the 1-based line of each Feature's RUN.
+pub(crate) fn generate(g: &Generation<'_>) -> Result<(String, Vec<usize>), GenError> {
     let e = g.escape;
     let mut out = String::new();
+    let mut run_lines = Vec::with_capacity(g.features.len());
     match &g.base {
         GenBase::Image(image) => {
             out.push_str(&format!("FROM {image}\n"));
@@ -174,6 +175,7 @@ pub(crate) fn generate(g: &Generation<'_>) -> Result<String, GenError> {
             out.push('\n');
         }
         let script = serde_json::to_string(&install_script(&f.id)).expect("strings serialise");
+        run_lines.push(out.matches('\n').count() + 1);
         out.push_str(&format!(
             "RUN --mount=type=bind,from={},target={MOUNT_SRC} --mount=type=tmpfs,target={RUN_DIR} [\"/bin/sh\", \"-c\", {script}]\n",
             f.context
@@ -190,7 +192,7 @@ pub(crate) fn generate(g: &Generation<'_>) -> Result<String, GenError> {
         crate::devcontainer::LABEL_NAME,
         quoted(&g.label, e, "the devcontainer.metadata label", false)?
     ));
-    Ok(out)
+    Ok((out, run_lines))
 }
 
 #[cfg(test)]
@@ -221,6 +223,7 @@ mod tests {
             escape,
         })
         .unwrap()
+        .0
     }
 
     #[test]
@@ -309,7 +312,8 @@ mod tests {
         assert!(err.to_string().contains("line break"), "{err}");
         let mut g = g;
         g.features[0].container_env.clear();
-        let text = generate(&g).unwrap();
+        let (text, lines) = generate(&g).unwrap();
+        assert_eq!(text.lines().nth(lines[0] - 1).map(|l| l.starts_with("RUN ")), Some(true));
         assert!(!text.lines().any(|l| l.starts_with("USER")), "{text}");
     }
 }

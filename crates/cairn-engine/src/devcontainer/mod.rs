@@ -467,7 +467,8 @@ pub async fn build(opts: &DevcontainerOptions) -> Result<DevcontainerResult, Err
         (Base::Image(image), _) => (generate::GenBase::Image(image), '\\'),
         (Base::Dockerfile(_), None) => unreachable!("a Dockerfile base is read in prepare"),
     };
-    let text = generate::generate(&generate::Generation {
+    let ids: Vec<String> = steps.iter().map(|s| s.id.clone()).collect();
+    let (text, run_lines) = generate::generate(&generate::Generation {
         base: gen_base,
         features: steps,
         image_user: p.base.user.clone(),
@@ -484,6 +485,15 @@ pub async fn build(opts: &DevcontainerOptions) -> Result<DevcontainerResult, Err
             build.dockerfile = cfg.dockerfile.clone();
             build.context = cfg.context.clone();
             build.build_args = cfg.args.clone();
+            for r in &cfg.cache_from {
+                let r: Reference = r.parse().map_err(|e| {
+                    Error::Usage(format!(
+                        "{}: build.cacheFrom `{r}`: {e}",
+                        p.config.config_file.display()
+                    ))
+                })?;
+                build.cache_from.push(r);
+            }
         }
         Base::Image(_) => {
             std::fs::create_dir_all(&empty).map_err(|e| Error::io("create", &empty, e))?;
@@ -511,7 +521,18 @@ pub async fn build(opts: &DevcontainerOptions) -> Result<DevcontainerResult, Err
             dest: layout.clone(),
         });
     }
-    let result = crate::build(&build).await?;
+    let result = crate::build(&build).await.map_err(|e| match e {
+        Error::StepFailed { line, .. } | Error::Sandbox { line, .. }
+            if run_lines.contains(&line) =>
+        {
+            let n = run_lines.iter().position(|l| *l == line).expect("contained");
+            Error::FeatureInstall {
+                feature: ids[n].clone(),
+                source: Box::new(e),
+            }
+        }
+        e => e,
+    })?;
     let duration = started.elapsed();
     write_lockfile(opts, &p)?;
     if b.push
