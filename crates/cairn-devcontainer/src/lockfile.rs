@@ -15,9 +15,9 @@
 //!   `JSON.stringify(lockfile, null, 2) + "\n"`, entries sorted by id the way
 //!   `String.prototype.localeCompare` sorts (see [`locale_cmp`]), each entry's
 //!   keys in the CLI's order (`version`, `resolved`, `integrity`,
-//!   `dependsOn`). One known difference: the CLI lists `dependsOn` in the
-//!   order the Feature's JSON has them, cairn sorted (the parsed metadata
-//!   does not keep the order).
+//!   `dependsOn`). `dependsOn` is listed in the order the Feature's
+//!   `devcontainer-feature.json` has them ([`depends_on_keys`]), as the
+//!   CLI's `Object.keys` lists them.
 //! * [`Lockfile::parse`]: an empty (or all-blank) file is an empty lockfile,
 //!   which the CLI uses as "start locking"; anything else must be the JSON
 //!   above, errors name the file.
@@ -244,6 +244,41 @@ pub fn check_frozen(path: &Path, existing: Option<&Lockfile>, new: &Lockfile) ->
     })
 }
 
+/// The keys of the `dependsOn` object of a `devcontainer-feature.json`
+/// text in the file's order (the last `dependsOn` wins, a repeated key
+/// keeps its first place, as with `JSON.parse` and `Object.keys`); empty
+/// when there is none or the text does not parse.
+pub fn depends_on_keys(feature_json: &str) -> Vec<String> {
+    use jsonc_parser::ast::Value as Ast;
+    let Ok(parsed) = jsonc_parser::parse_to_ast(
+        feature_json,
+        &jsonc_parser::CollectOptions::default(),
+        &jsonc_parser::ParseOptions::default(),
+    ) else {
+        return Vec::new();
+    };
+    let Some(Ast::Object(top)) = parsed.value else {
+        return Vec::new();
+    };
+    let Some(Ast::Object(deps)) = top
+        .properties
+        .into_iter()
+        .filter(|p| p.name.as_str() == "dependsOn")
+        .map(|p| p.value)
+        .last()
+    else {
+        return Vec::new();
+    };
+    let mut keys: Vec<String> = Vec::new();
+    for p in &deps.properties {
+        let k = p.name.as_str().to_string();
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys
+}
+
 /// Orders strings as JavaScript's `a.localeCompare(b)` does (ICU root
 /// collation) for ASCII text: first by characters with case ignored, where
 /// punctuation and symbols sort before digits and digits before letters in
@@ -415,6 +450,21 @@ mod tests {
             e.to_string(),
             "l.json: field `features.ghcr.io/a/b/c.integrity`: missing"
         );
+    }
+
+    #[test]
+    fn depends_on_keys_keep_the_file_order() {
+        let text = r#"{
+            // comment
+            "id": "x", "version": "1",
+            "dependsOn": {"ghcr.io/z/f/zed:1": {}, "ghcr.io/a/f/ay:2": {"o": true}, "ghcr.io/z/f/zed:1": {},},
+        }"#;
+        assert_eq!(
+            depends_on_keys(text),
+            vec!["ghcr.io/z/f/zed:1", "ghcr.io/a/f/ay:2"]
+        );
+        assert!(depends_on_keys(r#"{"id": "x"}"#).is_empty());
+        assert!(depends_on_keys("{").is_empty());
     }
 
     #[test]
