@@ -263,9 +263,9 @@ pub fn depends_on_keys(feature_json: &str) -> Vec<String> {
     let Some(Ast::Object(deps)) = top
         .properties
         .into_iter()
-        .filter(|p| p.name.as_str() == "dependsOn")
+        .rev()
+        .find(|p| p.name.as_str() == "dependsOn")
         .map(|p| p.value)
-        .last()
     else {
         return Vec::new();
     };
