@@ -114,6 +114,9 @@ pub struct FetchedFeature {
     pub source: FeatureSource,
     /// Its parsed `devcontainer-feature.json`.
     pub metadata: FeatureMetadata,
+    /// The keys of its `dependsOn` in the file's order (what the lockfile
+    /// lists; `metadata.depends_on` is sorted).
+    pub depends_on: Vec<String>,
 }
 
 /// Fetches Features; remembers what it fetched (a reference is fetched once).
@@ -316,7 +319,7 @@ impl FeatureFetcher {
             return Err(e);
         }
         let canonical_id = format!("{}@{}", reference.name(), manifest.digest);
-        let metadata = read_feature(id, &dir)?;
+        let (metadata, depends_on) = read_feature(id, &dir)?;
         Ok(FetchedFeature {
             user_id: id.to_string(),
             dir,
@@ -326,20 +329,14 @@ impl FeatureFetcher {
             version: metadata.version.clone(),
             source: FeatureSource::Oci,
             metadata,
+            depends_on,
         })
     }
 
     async fn tarball(&self, id: &str, url: &str) -> Result<FetchedFeature, Error> {
         let parsed =
             reqwest::Url::parse(url).map_err(|e| feature_err(id, format!("bad URL: {e}")))?;
-        let host = parsed.host_str().unwrap_or("");
-        let loopback = host == "localhost"
-            || host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback) {
+        if parsed.scheme() != "https" && !is_loopback_url(&parsed) {
             return Err(feature_err(
                 id,
                 "tarball Features are fetched over https:// (http:// only from a loopback host)",
@@ -374,7 +371,7 @@ impl FeatureFetcher {
                 return Err(e);
             }
         };
-        let metadata = read_feature(id, &dir)?;
+        let (metadata, depends_on) = read_feature(id, &dir)?;
         Ok(FetchedFeature {
             user_id: id.to_string(),
             canonical_id: format!("{url}@{integrity}"),
@@ -384,6 +381,7 @@ impl FeatureFetcher {
             version: metadata.version.clone(),
             source: FeatureSource::Tarball,
             metadata,
+            depends_on,
         })
     }
 
@@ -399,6 +397,12 @@ impl FeatureFetcher {
                     .unwrap_or_default()
             ))
         })?;
+        let end = resp.url();
+        if end.scheme() != "https" && !is_loopback_url(end) {
+            return Err(fail(format!(
+                "redirected to {end}: only https:// (or http:// on loopback) is followed"
+            )));
+        }
         if !resp.status().is_success() {
             return Err(fail(format!("the server answered {}", resp.status())));
         }
@@ -459,7 +463,7 @@ impl FeatureFetcher {
         dir: PathBuf,
         source: FeatureSource,
     ) -> Result<FetchedFeature, Error> {
-        let metadata = read_feature(id, &dir)?;
+        let (metadata, depends_on) = read_feature(id, &dir)?;
         let tree = crate::keys::tree_digest(&dir, ".", &|_| false)
             .map_err(|e| Error::io("read", &dir, e))?;
         Ok(FetchedFeature {
@@ -471,8 +475,21 @@ impl FeatureFetcher {
             version: metadata.version.clone(),
             source,
             metadata,
+            depends_on,
         })
     }
+}
+
+/// `http://` to `localhost` or a loopback address.
+fn is_loopback_url(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or("");
+    url.scheme() == "http"
+        && (host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()))
 }
 
 /// Unpacks the (plain or gzip'd) tar `archive` into `dir`, never outside it.
@@ -492,8 +509,8 @@ async fn unpack(id: &str, archive: &Path, dir: &Path) -> Result<(), Error> {
     .map_err(|e| feature_err(id, format!("unpack task failed: {e}")))?
 }
 
-/// Checks `dir` holds a Feature and parses its metadata.
-fn read_feature(id: &str, dir: &Path) -> Result<FeatureMetadata, Error> {
+/// Checks `dir` holds a Feature; its metadata and `dependsOn` keys in order.
+fn read_feature(id: &str, dir: &Path) -> Result<(FeatureMetadata, Vec<String>), Error> {
     let meta = dir.join("devcontainer-feature.json");
     let text = match std::fs::read_to_string(&meta) {
         Ok(t) => t,
@@ -517,7 +534,10 @@ fn read_feature(id: &str, dir: &Path) -> Result<FeatureMetadata, Error> {
             ),
         ));
     }
-    Ok(metadata)
+    Ok((
+        metadata,
+        cairn_devcontainer::lockfile::depends_on_keys(&text),
+    ))
 }
 
 /// Every Feature to install, with what was fetched for it.
@@ -609,7 +629,7 @@ pub fn lockfile_for(fetched: &[FetchedFeature], previous: Option<&Lockfile>) -> 
                     version: f.version.clone(),
                     resolved: resolved.clone(),
                     integrity: integrity.clone(),
-                    depends_on: f.metadata.depends_on.keys().cloned().collect(),
+                    depends_on: f.depends_on.clone(),
                 }
             }
             (FeatureSource::Mirror, _, _) => {

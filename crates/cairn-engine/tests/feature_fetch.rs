@@ -158,6 +158,26 @@ async fn depends_on_is_fetched_and_locked() {
         json!({ base_ref.clone(): {"greeting": "yo"} }),
         "app",
     );
+    // A second dependency listed first in the file: the lockfile keeps the
+    // file's order (as the CLI's Object.keys does), not the sorted one.
+    let zeta_ref = format!("{}/acme/features/zeta:1", reg.addr());
+    let z = feature(
+        &ws.root.join("src/zeta"),
+        "zeta",
+        "1.0.0",
+        json!({}),
+        "zeta",
+    );
+    std::fs::write(
+        a.join("devcontainer-feature.json"),
+        format!(
+            r#"{{"id": "app", "version": "2.0.0", "dependsOn": {{"{zeta_ref}": {{}}, "{base_ref}": {{"greeting": "yo"}}}}}}"#
+        ),
+    )
+    .unwrap();
+    publish_feature(&reg.addr(), "acme/features/zeta", &z, &["1"])
+        .await
+        .unwrap();
     publish_feature(&reg.addr(), "acme/features/base", &b, &["1", "latest"])
         .await
         .unwrap();
@@ -168,8 +188,8 @@ async fn depends_on_is_fetched_and_locked() {
     let fetcher = ws.fetcher(ws.opts());
     let features = BTreeMap::from([(app_ref.clone(), json!({}))]);
     let resolved = resolve_all(&fetcher, &features).await.unwrap();
-    assert_eq!(resolved.nodes.len(), 2);
-    assert_eq!(resolved.features.len(), 2);
+    assert_eq!(resolved.nodes.len(), 3);
+    assert_eq!(resolved.features.len(), 3);
     for (n, f) in resolved.nodes.iter().zip(&resolved.features) {
         assert_eq!(n.canonical_id, f.canonical_id);
     }
@@ -178,15 +198,21 @@ async fn depends_on_is_fetched_and_locked() {
         .iter()
         .map(|&i| resolved.nodes[i].user_id.as_str())
         .collect();
-    assert_eq!(ids, vec![base_ref.as_str(), app_ref.as_str()]);
+    assert_eq!(
+        ids,
+        vec![base_ref.as_str(), zeta_ref.as_str(), app_ref.as_str()]
+    );
     let dep = &resolved.features[order[0]];
     assert_eq!(dep.metadata.id, "base");
     assert_eq!(resolved.nodes[order[0]].options, json!({"greeting": "yo"}));
     assert!(install_sh(dep).contains("base"));
 
     let lock = lockfile_for(&resolved.fetched, None);
-    assert_eq!(lock.features.len(), 2);
-    assert_eq!(lock.features[&app_ref].depends_on, vec![base_ref.clone()]);
+    assert_eq!(lock.features.len(), 3);
+    assert_eq!(
+        lock.features[&app_ref].depends_on,
+        vec![zeta_ref.clone(), base_ref.clone()]
+    );
     assert_eq!(lock.features[&app_ref].version, "2.0.0");
     assert!(lock.features[&base_ref].depends_on.is_empty());
     let text = lock.render();
