@@ -654,3 +654,48 @@ fn base_label_is_merged_and_nothing_is_pushed_unasked() {
     assert_eq!(summary, ["./one", "user first", "./two", "user second"]);
     assert_eq!(entries[0]["init"], true);
 }
+
+/// An ordinary user (with subordinate ids) builds, pushes and unpacks a dev
+/// container with Features, and gets the image root gets from the same inputs.
+#[test]
+fn ordinary_user_builds_the_same_dev_container_as_root() {
+    let env = Env::new();
+    publish_features(&env);
+    let ws = workspace(&env, "build-image", "ws");
+    let home = env.path("user");
+    let image = env.image("rootless/dev:1");
+    let args: Vec<std::ffi::OsString> = vec![
+        "devcontainer".into(),
+        "build".into(),
+        "--workspace-folder".into(),
+        home.join("ws").into(),
+        "--image-name".into(),
+        image.clone().into(),
+        "--push".into(),
+        "--unpack-to".into(),
+        home.join("unpacked").into(),
+    ];
+    let out = cairn_as_user(&env, &[(&ws, "ws")], &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "rootless devcontainer build failed:\n{stderr}"
+    );
+    assert!(!stderr.contains("only id 0 is mapped"), "{stderr}");
+    let rootless = digest_of(&String::from_utf8_lossy(&out.stdout));
+    let order = read(&home.join("unpacked/opt/features/order"));
+    assert_eq!(order.lines().count(), 4, "{order}");
+    // `setpriv --reset-env` leaves CAIRN_TEST_GREETING unset: `${localEnv:…}` is empty.
+    assert_eq!(read(&home.join("unpacked/opt/hello/greeting")), "\n");
+    if !is_root() {
+        return;
+    }
+    let (out, _) = ok(&run(&mut cairn_dev("build", &ws, &env.path("root-state"))
+        .env("CAIRN_TEST_GREETING", "")
+        .args(["--image-name", &env.image("root/dev:1")])));
+    assert_eq!(
+        digest_of(&out),
+        rootless,
+        "rootless and root dev containers differ"
+    );
+}

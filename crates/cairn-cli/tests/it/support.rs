@@ -196,19 +196,34 @@ fn chown_tree(p: &Path, uid: u32, gid: u32) {
 /// as the current user. Files the user needs are copied into a tree it owns,
 /// `env.path("user")`, with its state dir in `user/state`.
 pub fn run_as_user(env: &Env, example: &str, args: &[String]) -> Output {
+    let home = env.path("user");
+    let ctx = home.join("ctx");
+    let mut all: Vec<std::ffi::OsString> = vec!["build".into(), "-f".into()];
+    all.push(ctx.join("Dockerfile").into());
+    all.push(ctx.clone().into());
+    all.push("--build-arg".into());
+    all.push(format!("BASE={}", env.base).into());
+    all.extend(args.iter().map(Into::into));
+    cairn_as_user(
+        env,
+        &[(&testdata(&format!("acceptance/{example}")), "ctx")],
+        &all,
+    )
+}
+
+/// Runs the `cairn` binary with `args` as an ordinary user (see [`run_as_user`]),
+/// after copying each `(tree, name)` to `env.path("user")/name`; `--state-dir
+/// user/state` is appended.
+pub fn cairn_as_user(env: &Env, copies: &[(&Path, &str)], args: &[std::ffi::OsString]) -> Output {
     use std::os::unix::fs::PermissionsExt;
     let home = env.path("user");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::set_permissions(env.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = home.join("cairn");
     std::fs::copy(cairn_bin(), &bin).unwrap();
-    let ctx = home.join("ctx");
-    run_ok(
-        Command::new("cp")
-            .arg("-r")
-            .arg(testdata(&format!("acceptance/{example}")))
-            .arg(&ctx),
-    );
+    for (tree, name) in copies {
+        run_ok(Command::new("cp").arg("-a").arg(tree).arg(home.join(name)));
+    }
     let mut cmd = if is_root() {
         let (uid, gid) = ensure_user();
         chown_tree(&home, uid, gid);
@@ -225,10 +240,6 @@ pub fn run_as_user(env: &Env, example: &str, args: &[String]) -> Output {
         Command::new(&bin)
     };
     cmd.env("HOME", &home)
-        .args(["build", "-f"])
-        .arg(ctx.join("Dockerfile"))
-        .arg(&ctx)
-        .args(["--build-arg", &format!("BASE={}", env.base)])
         .args(args)
         .arg("--state-dir")
         .arg(home.join("state"));
