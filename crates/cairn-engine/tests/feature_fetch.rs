@@ -329,14 +329,18 @@ async fn tarball_with_integrity_check() {
         "sha256:{}",
         hex::encode(Sha256::digest(std::fs::read(&tgz).unwrap()))
     );
-    // gzip'd too: the CLI's tarballs are plain tars named .tgz, others gzip them.
+    // gzip'd too, with `./`-prefixed entries and a `./` root entry, as
+    // `tar -C DIR .` (and the CLI's packaging) writes them.
     let gz = served.join("devcontainer-feature-tbgz.tgz");
-    let out = std::process::Command::new("gzip")
-        .arg("-c")
-        .arg(&tgz)
-        .output()
+    let st = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&gz)
+        .arg("-C")
+        .arg(&src)
+        .arg(".")
+        .status()
         .unwrap();
-    std::fs::write(&gz, out.stdout).unwrap();
+    assert!(st.success());
     let server = FileServer::start(&served).unwrap();
     let url = server.url("devcontainer-feature-tb.tgz");
 
