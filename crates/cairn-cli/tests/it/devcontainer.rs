@@ -279,7 +279,7 @@ fn image_config_with_features_end_to_end() {
     assert_eq!(lock["features"].as_object().unwrap().len(), 3, "{lock}");
 
     // --unpack-to equals umoci unpack of the pushed image.
-    let umoci = unpack_with_umoci(&format!("{image}"), &env.path("umoci"));
+    let umoci = unpack_with_umoci(&image, &env.path("umoci"));
     assert_eq!(
         tree(&unpacked, &[cairn_engine::ENV_FILE_NAME]),
         tree(&umoci, &[]),
@@ -452,7 +452,7 @@ fn bad_configs_fail_clearly() {
         ),
     )
     .unwrap();
-    let err = failed(&run(&mut cairn_dev("build", &ws, &env.path("s")).args([
+    let err = failed(&run(cairn_dev("build", &ws, &env.path("s")).args([
         "--image-name",
         &env.image("dev/bad:1"),
         "--push",
@@ -591,7 +591,7 @@ fn base_label_is_merged_and_nothing_is_pushed_unasked() {
     )
     .unwrap();
     let first = env.image("dev/first:1");
-    ok(&run(&mut cairn_dev("build", &ws, &env.path("s")).args([
+    ok(&run(cairn_dev("build", &ws, &env.path("s")).args([
         "--image-name",
         &first,
         "--push",
@@ -607,7 +607,7 @@ fn base_label_is_merged_and_nothing_is_pushed_unasked() {
     let second = env.image("dev/second:1");
     // Not pushed: no tag appears, not even the config-hash one.
     let layout_unpack = env.path("unpacked");
-    ok(&run(&mut cairn_dev("build", &ws2, &env.path("s"))
+    ok(&run(cairn_dev("build", &ws2, &env.path("s"))
         .args(["--image-name", &second, "--unpack-to"])
         .arg(&layout_unpack)));
     assert_eq!(
@@ -624,7 +624,7 @@ fn base_label_is_merged_and_nothing_is_pushed_unasked() {
         !tags.status.success() || !listed.contains("\"1\""),
         "pushed without --push: {listed}"
     );
-    ok(&run(&mut cairn_dev("build", &ws2, &env.path("s")).args([
+    ok(&run(cairn_dev("build", &ws2, &env.path("s")).args([
         "--image-name",
         &second,
         "--push",
@@ -690,7 +690,7 @@ fn ordinary_user_builds_the_same_dev_container_as_root() {
     if !is_root() {
         return;
     }
-    let (out, _) = ok(&run(&mut cairn_dev("build", &ws, &env.path("root-state"))
+    let (out, _) = ok(&run(cairn_dev("build", &ws, &env.path("root-state"))
         .env("CAIRN_TEST_GREETING", "")
         .args(["--image-name", &env.image("root/dev:1")])));
     assert_eq!(

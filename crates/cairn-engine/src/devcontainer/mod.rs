@@ -378,45 +378,10 @@ pub async fn build(opts: &DevcontainerOptions) -> Result<DevcontainerResult, Err
     progress.line(&format!("devcontainer config hash {}", p.hash));
 
     // The config-hash cache.
-    if let Some(name) = &opts.image_name {
-        if let Some((found, saved)) = prebuilt(&p.client, name, &p.hash).await? {
-            let saved =
-                saved.map_or_else(|| "?".to_string(), |ms| format!("{}", ms.div_ceil(1000)));
-            progress.line(&format!(
-                "Using pre-built dev container {}@{} (saved ~{saved}s build time)",
-                name.name(),
-                found.digest
-            ));
-            write_lockfile(opts, &p)?;
-            let mut pushed = Vec::new();
-            if b.push {
-                p.client
-                    .put_manifest(name, &found.media_type, &found.bytes)
-                    .await
-                    .map_err(Error::registry(format!("tag `{name}`")))?;
-                pushed.push(format!("{}@{}", name.name(), found.digest));
-            }
-            let unpacked = match &opts.unpack_to {
-                Some(dest) => Some(
-                    unpack_into(
-                        opts,
-                        crate::unpack::UnpackSource::Registry(
-                            name.with_digest(found.digest.clone()),
-                        ),
-                        dest,
-                    )
-                    .await?,
-                ),
-                None => None,
-            };
-            return Ok(DevcontainerResult {
-                config_hash: p.hash,
-                prebuilt: true,
-                manifest_digest: found.digest,
-                pushed,
-                unpacked,
-            });
-        }
+    if let Some(name) = &opts.image_name
+        && let Some((found, saved)) = prebuilt(&p.client, name, &p.hash).await?
+    {
+        return use_prebuilt(opts, p, name, found, saved).await;
     }
 
     // Build: one named context per Feature, a generated Dockerfile.
@@ -525,7 +490,10 @@ pub async fn build(opts: &DevcontainerOptions) -> Result<DevcontainerResult, Err
         Error::StepFailed { line, .. } | Error::Sandbox { line, .. }
             if run_lines.contains(&line) =>
         {
-            let n = run_lines.iter().position(|l| *l == line).expect("contained");
+            let n = run_lines
+                .iter()
+                .position(|l| *l == line)
+                .expect("contained");
             Error::FeatureInstall {
                 feature: ids[n].clone(),
                 source: Box::new(e),
@@ -567,6 +535,46 @@ pub async fn build(opts: &DevcontainerOptions) -> Result<DevcontainerResult, Err
         prebuilt: false,
         manifest_digest: result.manifest_digest,
         pushed: result.pushed,
+        unpacked,
+    })
+}
+
+/// A config-hash hit: tag `--image-name` (with `--push`), unpack if asked.
+async fn use_prebuilt(
+    opts: &DevcontainerOptions,
+    p: Prepared,
+    name: &Reference,
+    found: cairn_registry::FetchedManifest,
+    saved_ms: Option<u64>,
+) -> Result<DevcontainerResult, Error> {
+    let saved = saved_ms.map_or_else(|| "?".to_string(), |ms| ms.div_ceil(1000).to_string());
+    opts.build.progress.line(&format!(
+        "Using pre-built dev container {}@{} (saved ~{saved}s build time)",
+        name.name(),
+        found.digest
+    ));
+    write_lockfile(opts, &p)?;
+    let mut pushed = Vec::new();
+    if opts.build.push {
+        p.client
+            .put_manifest(name, &found.media_type, &found.bytes)
+            .await
+            .map_err(Error::registry(format!("tag `{name}`")))?;
+        pushed.push(format!("{}@{}", name.name(), found.digest));
+    }
+    let unpacked = match &opts.unpack_to {
+        Some(dest) => {
+            let source =
+                crate::unpack::UnpackSource::Registry(name.with_digest(found.digest.clone()));
+            Some(unpack_into(opts, source, dest).await?)
+        }
+        None => None,
+    };
+    Ok(DevcontainerResult {
+        config_hash: p.hash,
+        prebuilt: true,
+        manifest_digest: found.digest,
+        pushed,
         unpacked,
     })
 }
