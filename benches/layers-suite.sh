@@ -32,7 +32,12 @@
 # RUNS_MIXED (default 1, no warm-up) runs. MiB/s use the tree's file-content
 # bytes. Ratio = tool median / cairn median (above 1: cairn faster).
 #
-# usage: benches/layers-suite.sh [small] [mixed]    (default: both)
+# ONLY=zstd-write runs only the zstd write pair, interleaved: cairn and the
+# tool pipeline alternate, PAIRS runs each (default 9 small, 5 mixed), and
+# the ratio is the median of the per-pair ratios. Under other load on the
+# machine that is steadier than hyperfine's one-command-after-the-other.
+#
+# usage: [ONLY=zstd-write] benches/layers-suite.sh [small] [mixed]    (default: both)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -67,6 +72,28 @@ bench() {
     printf '%s\t%s\t%s\t%s\n' "$tree" "$job" "$name" "$med" >>"$RESULTS"
 }
 
+# pair TREE N NAME_A CMD_A NAME_B CMD_B -> alternating runs; appends both
+# medians and the median per-pair ratio (B time / A time) to RESULTS
+pair() {
+    local tree=$1 n=$2 na=$3 a=$4 nb=$5 b=$6
+    python3 - "$tree" "$n" "$na" "$a" "$nb" "$b" >>"$RESULTS" <<'PY'
+import statistics as st, subprocess, sys, time
+tree, n, na, a, nb, b = sys.argv[1], int(sys.argv[2]), *sys.argv[3:]
+ta, tb = [], []
+def run(cmd):
+    t = time.monotonic()
+    subprocess.run(["bash", "-c", cmd], check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - t
+for _ in range(n):
+    ta.append(run(a)); tb.append(run(b))
+print(f"{na}: " + " ".join(f"{x:.3f}" for x in ta), file=sys.stderr)
+print(f"{nb}: " + " ".join(f"{x:.3f}" for x in tb), file=sys.stderr)
+print(f"{tree}\twrite\t{na}\t{st.median(ta)}")
+print(f"{tree}\twrite\t{nb}\t{st.median(tb)}")
+print(f"{tree}\tpair\t{na} vs {nb}\t{st.median([y / x for x, y in zip(ta, tb)])}")
+PY
+}
+
 for tree in "${TREES[@]}"; do
     dir=$SUITE/$tree
     if [[ ! -e $SUITE/$tree.complete ]]; then
@@ -83,6 +110,14 @@ for tree in "${TREES[@]}"; do
     files=$(find "$dir" -type f | wc -l)
     echo "$tree: $files files, $bytes bytes of file content" >&2
     printf '%s\tbytes\t%s\t%s\n' "$tree" "$files" "$bytes" >>"$RESULTS"
+
+    if [[ ${ONLY:-} == zstd-write ]]; then
+        if [[ $tree == small ]]; then n=${PAIRS:-9}; else n=${PAIRS:-5}; fi
+        "$LT" write "$dir" - zstd 3 >/dev/null # warm the page cache
+        pair "$tree" "$n" "cairn zstd-3" "$LT write $dir - zstd 3" \
+            "tar|zstd -3 -T0" "$TARC -C $dir . | zstd -q -3 -T0 | sha256sum"
+        continue
+    fi
 
     # The blobs the unpackers read (cairn's own), and a layout for umoci.
     read -r _ gz_diff gz_size < <("$LT" write "$dir" "$SUITE/$tree.tar.gz" gzip 6)
@@ -114,7 +149,9 @@ rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 by = collections.defaultdict(dict)
 bytes_, sizes = {}, {}
 for tree, job, name, val in rows:
-    if job == "bytes":
+    if job == "pair":
+        by[tree]["pair " + name] = float(val)
+    elif job == "bytes":
         bytes_[tree] = (int(name), int(val))
     elif job == "sizes":
         sizes[tree] = name
@@ -138,5 +175,6 @@ for tree, t in by.items():
     for c, o in pairs:
         if c in t and o in t:
             esc = lambda s: s.replace("|", "\\|")
-            print(f"| {esc(c)} vs {esc(o)} | {t[c]:.3f} s = {mib / t[c]:.1f} MiB/s | {t[o]:.3f} s = {mib / t[o]:.1f} MiB/s | **{t[o] / t[c]:.2f}x** |")
+            ratio = t.get(f"pair {c} vs {o}", t[o] / t[c])
+            print(f"| {esc(c)} vs {esc(o)} | {t[c]:.3f} s = {mib / t[c]:.1f} MiB/s | {t[o]:.3f} s = {mib / t[o]:.1f} MiB/s | **{ratio:.2f}x** |")
 EOF

@@ -223,7 +223,7 @@ impl Chunk {
 
 /// The archiving end: collects the tar stream into chunks of about [`CHUNK`]
 /// bytes, hashes it (the diff_id) and sends the chunks to the compressor.
-struct ChunkSender {
+pub(crate) struct ChunkSender {
     buf: Chunk,
     /// Record write lengths for the compressor to replay (see [`Chunk`]).
     replay: bool,
@@ -351,6 +351,22 @@ pub fn write_layer(
     out: impl Write,
     opts: &LayerOptions,
 ) -> Result<LayerInfo, Error> {
+    write_entries(dir, kind, out, opts, |w| w.walk())
+}
+
+/// The pipeline of [`write_layer`] with the entries chosen by `entries`,
+/// which runs on the archiving thread and adds them through the
+/// [`LayerWriter`] it is given (in layer order: see [`crate::layer_spec`]).
+pub(crate) fn write_entries<F>(
+    dir: &Path,
+    kind: SourceKind,
+    out: impl Write,
+    opts: &LayerOptions,
+    entries: F,
+) -> Result<LayerInfo, Error>
+where
+    F: FnOnce(&mut LayerWriter<'_, ChunkSender>) -> Result<(), Error> + Send,
+{
     use std::sync::mpsc::sync_channel;
 
     let mut comp = Compressor::new(out, opts).ctx("start compressor", dir)?;
@@ -379,7 +395,7 @@ pub fn write_layer(
                     links: HashMap::new(),
                     builder: &mut builder,
                 };
-                w.walk()?;
+                entries(&mut w)?;
                 builder.finish().ctx("finish tar", dir)?;
                 let mut sender = builder.into_inner().ctx("finish tar", dir)?;
                 sender.send().ctx("finish tar", dir)?;
@@ -480,7 +496,8 @@ impl TarSink for ChunkSender {
 
 impl<W: Write> TarSink for HashingWriter<W> {}
 
-struct LayerWriter<'a, W: TarSink> {
+/// Writes entries of the tree under `root` into the tar builder.
+pub(crate) struct LayerWriter<'a, W: TarSink> {
     root: &'a Path,
     kind: SourceKind,
     epoch: u64,
@@ -491,6 +508,49 @@ struct LayerWriter<'a, W: TarSink> {
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// The xattrs a layer records for `full` as PAX records (`SCHILY.xattr.<name>`,
+/// sorted), read through `file` when it is open
+/// (one path lookup less per regular file).
+pub(crate) fn recorded_xattrs(
+    full: &Path,
+    file: Option<&fs::File>,
+) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    use xattr::FileExt as _;
+    let listed = match file {
+        Some(f) => f.list_xattr(),
+        None => xattr::list(full),
+    };
+    let names = match listed {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(Error::io("list xattrs", full, e)),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let nb = name.as_bytes();
+        if is_overlay_xattr(nb) || nb == b"security.selinux" {
+            continue;
+        }
+        let Some(name_str) = name.to_str() else {
+            tracing::warn!(path = %full.display(), "skipping non-UTF-8 xattr name");
+            continue;
+        };
+        let value = match file {
+            Some(f) => f.get_xattr(&name),
+            None => xattr::get(full, &name),
+        };
+        match value {
+            Ok(Some(v)) => out.push((format!("SCHILY.xattr.{name_str}"), v)),
+            Ok(None) => {}
+            Err(e) => return Err(Error::io("read xattr", full, e)),
+        }
+    }
+    out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    Ok(out)
+}
 
 fn is_overlay_xattr(name: &[u8]) -> bool {
     name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
@@ -547,51 +607,8 @@ impl<W: TarSink> LayerWriter<'_, W> {
         h
     }
 
-    /// The xattrs to record for `full`, read through `file` when it is open
-    /// (one path lookup less per regular file).
-    fn xattrs(
-        &self,
-        full: &Path,
-        file: Option<&fs::File>,
-    ) -> Result<Vec<(String, Vec<u8>)>, Error> {
-        use xattr::FileExt as _;
-        let listed = match file {
-            Some(f) => f.list_xattr(),
-            None => xattr::list(full),
-        };
-        let names = match listed {
-            Ok(n) => n,
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTSUP.raw_os_error()) => {
-                return Ok(Vec::new());
-            }
-            Err(e) => return Err(Error::io("list xattrs", full, e)),
-        };
-        let mut out = Vec::new();
-        for name in names {
-            let nb = name.as_bytes();
-            if is_overlay_xattr(nb) || nb == b"security.selinux" {
-                continue;
-            }
-            let Some(name_str) = name.to_str() else {
-                tracing::warn!(path = %full.display(), "skipping non-UTF-8 xattr name");
-                continue;
-            };
-            let value = match file {
-                Some(f) => f.get_xattr(&name),
-                None => xattr::get(full, &name),
-            };
-            match value {
-                Ok(Some(v)) => out.push((format!("SCHILY.xattr.{name_str}"), v)),
-                Ok(None) => {}
-                Err(e) => return Err(Error::io("read xattr", full, e)),
-            }
-        }
-        out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        Ok(out)
-    }
-
     fn append_pax(&mut self, full: &Path, file: Option<&fs::File>) -> Result<(), Error> {
-        let xattrs = self.xattrs(full, file)?;
+        let xattrs = recorded_xattrs(full, file)?;
         if !xattrs.is_empty() {
             self.builder
                 .append_pax_extensions(xattrs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
@@ -600,7 +617,14 @@ impl<W: TarSink> LayerWriter<'_, W> {
         Ok(())
     }
 
-    fn whiteout_entry(&mut self, rel: &Path, meta: &Metadata, name: &[u8]) -> Result<(), Error> {
+    /// The whiteout `.wh.<name>` in the directory of `rel`, with the owner
+    /// and (clamped) mtime of `meta`.
+    pub(crate) fn whiteout_entry(
+        &mut self,
+        rel: &Path,
+        meta: &Metadata,
+        name: &[u8],
+    ) -> Result<(), Error> {
         let mut h = self.base_header(meta);
         h.set_mode(0o600);
         h.set_entry_type(EntryType::Regular);
@@ -615,7 +639,20 @@ impl<W: TarSink> LayerWriter<'_, W> {
             .ctx("write whiteout", &path)
     }
 
-    fn add(&mut self, full: &Path, rel: &Path, meta: &Metadata) -> Result<(), Error> {
+    /// The opaque marker `<rel>/.wh..wh..opq` of directory `rel` (metadata
+    /// `meta`); goes right after the directory's own entry.
+    pub(crate) fn opaque_marker(&mut self, rel: &Path, meta: &Metadata) -> Result<(), Error> {
+        let mut h = self.base_header(meta);
+        h.set_mode(0o600);
+        h.set_entry_type(EntryType::Regular);
+        let marker = rel.join(OPAQUE_MARKER);
+        self.builder
+            .append_data(&mut h, &marker, io::empty())
+            .ctx("write opaque marker", &marker)
+    }
+
+    /// The entry of `full` (at `rel` in the layer, `lstat` metadata `meta`).
+    pub(crate) fn add(&mut self, full: &Path, rel: &Path, meta: &Metadata) -> Result<(), Error> {
         let ft = meta.file_type();
         let name = rel.file_name().map(|n| n.as_bytes()).unwrap_or_default();
 
@@ -645,13 +682,7 @@ impl<W: TarSink> LayerWriter<'_, W> {
                     b"y",
                 )
             {
-                let mut h = self.base_header(meta);
-                h.set_mode(0o600);
-                h.set_entry_type(EntryType::Regular);
-                let marker = rel.join(OPAQUE_MARKER);
-                self.builder
-                    .append_data(&mut h, &marker, io::empty())
-                    .ctx("write opaque marker", &marker)?;
+                self.opaque_marker(rel, meta)?;
             }
             return Ok(());
         }
