@@ -186,3 +186,70 @@ fn multi_layer_base_is_unpacked_in_order() {
         "hi from /work\ncreated\nfresh\nmotd-gone\nseed-gone\n"
     );
 }
+
+/// `--build-context NAME=DIR`: `COPY --from=NAME` and `RUN --mount=from=NAME` read
+/// the directory; its contents are part of the keys, its location is not.
+#[test]
+fn named_build_contexts() {
+    let env = Env::new();
+    let ctx = env.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "ARG BASE\nFROM ${BASE}\nCOPY --from=extra greeting /copied\n\
+         RUN --mount=type=bind,from=extra,target=/mnt/extra cat /mnt/extra/greeting > /mounted\n",
+    )
+    .unwrap();
+    let extra = |name: &str, text: &str| {
+        let d = env.path(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("greeting"), text).unwrap();
+        d
+    };
+    let cache = env.path("cache");
+    let build = |dir: &std::path::Path, out: &str| {
+        let layout = env.path(out);
+        let mut c = std::process::Command::new(cairn_bin());
+        c.args(["build", "-f"])
+            .arg(ctx.join("Dockerfile"))
+            .arg(&ctx)
+            .args(["--build-arg", &format!("BASE={}", env.base)])
+            .arg("--build-context")
+            .arg(format!("extra={}", dir.display()))
+            .arg("--layer-cache-dir")
+            .arg(&cache)
+            .arg("--state-dir")
+            .arg(env.path("state"))
+            .arg("--output")
+            .arg(format!("type=oci,dest={}", layout.display()));
+        let out = run(&mut c);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        let root = umoci_unpack(
+            &layout,
+            "latest",
+            &env.path(&format!("{out:?}-u").replace(['"', ' '], "")),
+        );
+        (stderr, root)
+    };
+    let (_, root) = build(&extra("a", "one\n"), "o1");
+    assert_eq!(read(&root.join("copied")), "one\n");
+    assert_eq!(read(&root.join("mounted")), "one\n");
+    // The same contents elsewhere: the whole image is a hit.
+    let (err, _) = build(&extra("b", "one\n"), "o2");
+    assert!(err.contains("Using cached image"), "{err}");
+    // Other contents: both steps rebuild.
+    let (err, root) = build(&extra("c", "two\n"), "o3");
+    assert!(!err.contains("Using cached image"), "{err}");
+    assert_eq!(err.matches("CACHED").count(), 0, "{err}");
+    assert_eq!(read(&root.join("mounted")), "two\n");
+    // A name that is not a directory is refused.
+    let out = run(std::process::Command::new(cairn_bin())
+        .args(["build", "-f"])
+        .arg(ctx.join("Dockerfile"))
+        .arg(&ctx)
+        .args(["--build-context", "extra=/nonexistent-dir", "--state-dir"])
+        .arg(env.path("state")));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("build context `extra`"));
+}
