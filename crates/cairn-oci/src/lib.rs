@@ -12,6 +12,8 @@
 //! * **safe layer application** ([`apply_layer`]): OCI whiteouts, ownership, modes,
 //!   xattrs and times, with every path resolved beneath the root directory fd
 //!   (`openat2(RESOLVE_IN_ROOT)`), never with string prefix checks;
+//! * **manifests and indexes** in OCI or Docker schema2 form ([`image_manifest`],
+//!   [`image_index`], [`ImageFormat`]);
 //! * a **walk-and-compare snapshotter** ([`write_diff_layer`]): the layer between a
 //!   parent and a child rootfs directory, for systems without overlayfs;
 //! * a local **content store** ([`ContentStore`], `blobs/sha256/<hex>`) and
@@ -27,6 +29,7 @@ mod config;
 mod error;
 mod hash;
 pub mod layer_spec;
+mod manifest;
 pub mod media_types;
 mod snapshot;
 mod store;
@@ -36,6 +39,7 @@ pub use apply::{ApplyOptions, ApplyStats, apply_layer, open_layer_reader};
 pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use error::Error;
 pub use hash::{HashingWriter, canonical_json, sha256_digest, sha256_digest_from_hex};
+pub use manifest::{BlobRef, ImageFormat, IndexEntry, Platform, image_index, image_manifest};
 pub use snapshot::write_diff_layer;
 pub use store::{ContentStore, write_oci_layout};
 pub use write::{
