@@ -79,6 +79,12 @@ pub struct FeatureFetchOptions {
     pub lockfile: Option<Lockfile>,
     /// An extra CA certificate (PEM file) for tarball downloads.
     pub ca_cert: Option<PathBuf>,
+    /// Resolve OCI Features from their manifest alone when it carries the
+    /// `dev.containers.metadata` annotation (as `devcontainer features publish`
+    /// writes it), and download the layer only in
+    /// [`FeatureFetcher::materialize`]: planning and a config-hash hit then cost a
+    /// manifest GET per Feature and no blob.
+    pub defer_layers: bool,
 }
 
 /// Where a fetched Feature came from.
@@ -117,7 +123,22 @@ pub struct FetchedFeature {
     /// The keys of its `dependsOn` in the file's order (what the lockfile
     /// lists; `metadata.depends_on` is sorted).
     pub depends_on: Vec<String>,
+    /// The layer still to download into `dir` (see
+    /// [`FeatureFetchOptions::defer_layers`]); `None` once `dir` is filled.
+    pub deferred: Option<DeferredLayer>,
 }
+
+/// An OCI Feature's layer not downloaded yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeferredLayer {
+    /// The manifest it belongs to (by digest).
+    pub reference: Reference,
+    /// The layer's digest.
+    pub digest: Digest,
+}
+
+/// The manifest annotation that carries a Feature's `devcontainer-feature.json`.
+pub const METADATA_ANNOTATION: &str = "dev.containers.metadata";
 
 /// Fetches Features; remembers what it fetched (a reference is fetched once).
 #[derive(Debug)]
@@ -217,6 +238,59 @@ impl FeatureFetcher {
         Ok(fetched)
     }
 
+    /// Downloads and unpacks a Feature's deferred layer into its `dir`, and
+    /// checks that the folder says what the manifest's annotation said (the
+    /// build installs from the folder; the plan was made from the annotation).
+    pub async fn materialize(&self, f: &FetchedFeature) -> Result<(), Error> {
+        let Some(layer) = &f.deferred else {
+            return Ok(());
+        };
+        if f.dir.join("devcontainer-feature.json").exists() {
+            return Ok(());
+        }
+        let id = f.user_id.as_str();
+        self.download_layer(id, layer, &f.dir).await?;
+        let (metadata, _) = read_feature(id, &f.dir)?;
+        if metadata != f.metadata {
+            return Err(feature_err(
+                id,
+                format!(
+                    "the manifest's {METADATA_ANNOTATION} annotation and the layer's devcontainer-feature.json differ"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Downloads `layer` (verified) and unpacks it into the folder `dir` (made
+    /// when missing); on failure `dir` is removed.
+    async fn download_layer(
+        &self,
+        id: &str,
+        layer: &DeferredLayer,
+        dir: &Path,
+    ) -> Result<(), Error> {
+        let blob = dir.with_extension("layer");
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+        let result = async {
+            self.registry
+                .get_blob_to_file(&layer.reference, &layer.digest, &blob)
+                .await
+                .map_err(Error::registry(format!(
+                    "Feature `{id}`: download the layer {}",
+                    layer.digest
+                )))?;
+            unpack(id, &blob, dir).await
+        }
+        .await;
+        let _ = std::fs::remove_file(&blob);
+        if result.is_err() {
+            // Nothing of a failed download is left behind.
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        result
+    }
+
     fn lock_entry(&self, id: &str) -> Option<&LockEntry> {
         self.opts.lockfile.as_ref()?.features.get(id)
     }
@@ -302,24 +376,28 @@ impl FeatureFetcher {
             .and_then(|d| Digest::from_str(d).ok())
             .ok_or_else(|| feature_err(id, "the layer has no valid digest"))?;
         let dir = self.fresh_dir(r)?;
-        let blob = dir.with_extension("layer");
-        let result = async {
-            self.registry
-                .get_blob_to_file(&reference, &layer_digest, &blob)
-                .await
-                .map_err(Error::registry(format!(
-                    "Feature `{id}`: download the layer {layer_digest}"
-                )))?;
-            unpack(id, &blob, &dir).await
-        }
-        .await;
-        let _ = std::fs::remove_file(&blob);
-        if let Err(e) = result {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e);
-        }
         let canonical_id = format!("{}@{}", reference.name(), manifest.digest);
-        let (metadata, depends_on) = read_feature(id, &dir)?;
+        reference.digest = Some(manifest.digest.clone());
+        let layer = DeferredLayer {
+            reference: reference.clone(),
+            digest: layer_digest,
+        };
+        let annotated = doc["annotations"][METADATA_ANNOTATION].as_str();
+        let (metadata, depends_on, deferred) = match annotated {
+            Some(text) if self.opts.defer_layers => {
+                let metadata = FeatureMetadata::parse(
+                    text,
+                    &format!("the {METADATA_ANNOTATION} annotation of Feature `{id}`"),
+                )?;
+                let keys = cairn_devcontainer::lockfile::depends_on_keys(text);
+                (metadata, keys, Some(layer))
+            }
+            _ => {
+                self.download_layer(id, &layer, &dir).await?;
+                let (metadata, keys) = read_feature(id, &dir)?;
+                (metadata, keys, None)
+            }
+        };
         Ok(FetchedFeature {
             user_id: id.to_string(),
             dir,
@@ -330,6 +408,7 @@ impl FeatureFetcher {
             source: FeatureSource::Oci,
             metadata,
             depends_on,
+            deferred,
         })
     }
 
@@ -382,6 +461,7 @@ impl FeatureFetcher {
             source: FeatureSource::Tarball,
             metadata,
             depends_on,
+            deferred: None,
         })
     }
 
@@ -476,6 +556,7 @@ impl FeatureFetcher {
             source,
             metadata,
             depends_on,
+            deferred: None,
         })
     }
 }

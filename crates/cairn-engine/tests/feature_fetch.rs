@@ -39,6 +39,7 @@ impl Ws {
             mirror: None,
             lockfile: None,
             ca_cert: None,
+            defer_layers: false,
         }
     }
     fn fetcher(&self, opts: FeatureFetchOptions) -> FeatureFetcher {
@@ -593,4 +594,60 @@ async fn missing_install_sh_is_a_clear_error() {
         )),
         "{e}"
     );
+}
+
+/// With `defer_layers`, an OCI Feature resolves from its manifest's
+/// `dev.containers.metadata` annotation (no blob downloaded); `materialize`
+/// downloads the layer later and refuses one whose devcontainer-feature.json
+/// says something else than the annotation.
+#[tokio::test]
+async fn deferred_layers_download_on_materialize() {
+    let reg = TestRegistry::start().unwrap();
+    let ws = Ws::new();
+    let src = feature(
+        &ws.root.join("src/lazy"),
+        "lazy",
+        "1.0.0",
+        json!({}),
+        "lazy!",
+    );
+    publish_feature(&reg.addr(), "acme/features/lazy", &src, &["1"])
+        .await
+        .unwrap();
+    let mut opts = ws.opts();
+    opts.defer_layers = true;
+    let fetcher = ws.fetcher(opts);
+    let blob_gets = || {
+        let log = std::fs::read_to_string(reg.log_path()).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("GET /v2/") && l.contains("/blobs/"))
+            .count()
+    };
+    let before = blob_gets();
+    let f = fetcher
+        .fetch(&pending(&format!("{}/acme/features/lazy:1", reg.addr())))
+        .await
+        .unwrap();
+    assert_eq!(f.metadata.id, "lazy");
+    assert!(f.deferred.is_some());
+    assert!(!f.dir.join("install.sh").exists(), "nothing downloaded yet");
+    assert_eq!(blob_gets(), before, "resolving downloads no blob");
+    fetcher.materialize(&f).await.unwrap();
+    assert!(install_sh(&f).contains("lazy!"));
+    assert!(blob_gets() > before);
+
+    // An annotation that disagrees with the layer.
+    let layer = ws.root.join("lazy.tar");
+    package_feature(&src, &layer).unwrap();
+    let lie = r#"{"id": "lazy", "version": "9.9.9"}"#;
+    publish_feature_layer(&reg.addr(), "acme/features/liar", &layer, lie, &["1"])
+        .await
+        .unwrap();
+    let f = fetcher
+        .fetch(&pending(&format!("{}/acme/features/liar:1", reg.addr())))
+        .await
+        .unwrap();
+    assert_eq!(f.version, "9.9.9");
+    let e = fetcher.materialize(&f).await.unwrap_err().to_string();
+    assert!(e.contains("annotation") && e.contains("differ"), "{e}");
 }

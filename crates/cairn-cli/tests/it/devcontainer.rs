@@ -304,6 +304,31 @@ fn image_config_with_features_end_to_end() {
     assert!(err2.contains("Using pre-built dev container"), "{err2}");
     assert!(err2.contains("build time)"), "{err2}");
     let reqs = requests_since(&env, from);
+    // The only blob read is the base image's config (its user and label);
+    // neither image layers nor the Features' layers are downloaded.
+    let base_config = skopeo_json(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{}", env.base),
+    ]);
+    let base_config = base_config["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob_gets: Vec<&String> = reqs
+        .iter()
+        .filter(|r| r.contains("\"GET /v2/") && r.contains("/blobs/"))
+        .collect();
+    assert!(
+        blob_gets.iter().all(|r| r.contains(&base_config)),
+        "blobs downloaded on a pre-built hit:\n{blob_gets:#?}"
+    );
+    assert!(
+        reqs.len() <= 12,
+        "a hit takes a few requests:\n{}",
+        reqs.join("\n")
+    );
     for l in &layers {
         assert!(
             !reqs

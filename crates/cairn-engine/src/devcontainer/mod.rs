@@ -127,7 +127,9 @@ struct BaseFacts {
 struct Prepared {
     config: DevContainerConfig,
     nodes: Vec<FeatureNode>,
-    dirs: Vec<PathBuf>,
+    /// What was fetched for each node (OCI layers still deferred).
+    fetched: Vec<crate::feature_fetch::FetchedFeature>,
+    fetcher: FeatureFetcher,
     order: Vec<usize>,
     base: BaseFacts,
     hash: String,
@@ -197,6 +199,7 @@ async fn prepare(opts: &DevcontainerOptions) -> Result<Prepared, Error> {
             mirror: opts.feature_mirror.clone(),
             lockfile: previous.clone(),
             ca_cert: opts.build.ca_cert.clone(),
+            defer_layers: true,
         },
     )?;
     let resolved = resolve_all(&fetcher, &config.features).await?;
@@ -205,7 +208,7 @@ async fn prepare(opts: &DevcontainerOptions) -> Result<Prepared, Error> {
         check_frozen(&lock_path, previous.as_ref(), &lock)?;
     }
     let nodes = resolved.nodes;
-    let dirs: Vec<PathBuf> = resolved.features.iter().map(|f| f.dir.clone()).collect();
+    let fetched = resolved.features;
     let order = install_order(&nodes, &config.override_feature_install_order)?;
 
     // The base.
@@ -276,7 +279,8 @@ async fn prepare(opts: &DevcontainerOptions) -> Result<Prepared, Error> {
     Ok(Prepared {
         config,
         nodes,
-        dirs,
+        fetched,
+        fetcher,
         order,
         base,
         hash,
@@ -384,7 +388,16 @@ pub async fn build(opts: &DevcontainerOptions) -> Result<DevcontainerResult, Err
         return use_prebuilt(opts, p, name, found, saved).await;
     }
 
-    // Build: one named context per Feature, a generated Dockerfile.
+    // Build: one named context per Feature, a generated Dockerfile. The
+    // Features' layers were not needed so far (their manifests carried the
+    // metadata): download them now, at most four at a time.
+    crate::at_most(
+        crate::TRANSFERS,
+        p.order
+            .iter()
+            .map(|&i| p.fetcher.materialize(&p.fetched[i])),
+    )
+    .await?;
     let users = users_of(&p);
     let mut contexts = BTreeMap::new();
     let mut steps = Vec::new();
@@ -392,7 +405,7 @@ pub async fn build(opts: &DevcontainerOptions) -> Result<DevcontainerResult, Err
     for (n, &i) in p.order.iter().enumerate() {
         let node = &p.nodes[i];
         let dir = p.scratch.path().join(format!("feature-{n}"));
-        copy_tree(&p.dirs[i], &dir)?;
+        copy_tree(&p.fetched[i].dir, &dir)?;
         let mut env = feature_env(&node.metadata, &node.options);
         env.push(("_CONTAINER_USER".into(), users.container_user.clone()));
         env.push(("_REMOTE_USER".into(), users.remote_user.clone()));
