@@ -224,7 +224,13 @@ fn skopeo_reads_docker_and_oci_images_and_lists_from_a_layout() {
         size: lsize,
     };
     for format in [ImageFormat::Docker, ImageFormat::Oci] {
-        let m = image_manifest(format, &cd, cfg_bytes.len() as u64, &[layer.clone()]).unwrap();
+        let m = image_manifest(
+            format,
+            &cd,
+            cfg_bytes.len() as u64,
+            std::slice::from_ref(&layer),
+        )
+        .unwrap();
         let md = store.put_bytes(&m).unwrap();
         assert_eq!(md, sha256_digest(&m));
         let dest = tmp.path().join(format!("{format}-image"));
