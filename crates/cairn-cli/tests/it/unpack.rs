@@ -370,3 +370,86 @@ fn unpack_of_bad_input_fails_clearly_and_leaves_nothing() {
     );
     assert!(stderr.contains(dest.to_str().unwrap()), "{stderr}");
 }
+
+/// The test user's uid, gid and first subordinate uid (from /etc/subuid).
+fn rootless_ids() -> (u32, u32, u32) {
+    let id = |flag: &str| -> u32 {
+        run_ok(Command::new("id").args([flag, "cairn-rootless"]))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let subuid = read(Path::new("/etc/subuid"));
+    let start = subuid
+        .lines()
+        .find_map(|l| l.strip_prefix("cairn-rootless:"))
+        .and_then(|r| r.split(':').next()?.parse().ok())
+        .expect("cairn-rootless has a subordinate uid range");
+    (id("-u"), id("-g"), start)
+}
+
+/// As an ordinary user (the test user `cairn-rootless`, with subordinate ids),
+/// `cairn unpack` keeps every owner: image id 0 is the user, image id N is the
+/// user's N-th subordinate id; with ids mapped back the tree equals umoci's (as root).
+#[test]
+fn ordinary_user_unpack_keeps_owners_as_subordinate_ids() {
+    if !is_root() || !umoci_available() {
+        eprintln!("skipped: needs root (to act as the test user) and umoci");
+        return;
+    }
+    let env = Env::new();
+    let (_, digest, layout) = build_mixed(&env);
+    let want = tree(&umoci_rootfs(&layout, "v1", &env.path("umoci")), &[]);
+    // Creates the test user, its home `user/` and a copy of cairn there.
+    let built = run_as_user(&env, "basic", &[]);
+    assert!(built.status.success(), "{built:?}");
+    let (uid, gid, start) = rootless_ids();
+    let home = env.path("user");
+    run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&layout)
+            .arg(home.join("layout")),
+    );
+    run_ok(
+        Command::new("chown")
+            .arg("-R")
+            .arg(format!("{uid}:{gid}"))
+            .arg(home.join("layout")),
+    );
+    let dest = home.join("dest");
+    let out = run_ok(
+        Command::new("setpriv")
+            .args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={gid}"),
+                "--clear-groups",
+                "--reset-env",
+            ])
+            .arg(home.join("cairn"))
+            .arg("unpack")
+            .arg(format!("oci:{}:v1", home.join("layout").display()))
+            .arg(&dest)
+            .arg("--state-dir")
+            .arg(home.join("unpack-state"))
+            .env("HOME", &home),
+    );
+    assert_eq!(out.trim(), digest);
+    let mut got = tree(&dest, &[".cairn-image.env"]);
+    let back = |host: u32| -> u32 {
+        match host {
+            h if h == uid || h == gid => 0,
+            h if (start..start + 65536).contains(&h) => h - start + 1,
+            h => panic!("host id {h} is neither the user nor a subordinate id"),
+        }
+    };
+    assert_eq!(got.entries["data/secret"].uid, start + 999, "uid 1000");
+    assert_eq!(got.entries["data/keep/a"].uid, start + 32, "uid 33");
+    assert_eq!(got.entries["bin"].uid, uid, "uid 0");
+    for e in got.entries.values_mut() {
+        (e.uid, e.gid) = (back(e.uid), back(e.gid));
+    }
+    assert_same_tree("unpacked by an ordinary user", &got, &want, true);
+    let env_meta = std::fs::metadata(dest.join(".cairn-image.env")).unwrap();
+    assert_eq!(env_meta.uid(), uid, "the env file belongs to the user");
+}
