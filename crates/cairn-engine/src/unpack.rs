@@ -22,7 +22,9 @@
 //!   image replaces a file of the same path, whiteouts delete, an opaque directory
 //!   is emptied first, everything else is left alone. Every path resolves beneath
 //!   DEST (cairn-oci's safe unpacker), so no layer can write outside it. Nothing is
-//!   created before the image is resolved: an unknown image leaves no trace.
+//!   created before the image is resolved: an unknown image leaves no trace. A
+//!   layer that fails (a corrupt blob, a full disk) or an interrupt leaves DEST
+//!   with the layers applied so far and no env file; unpacking again completes it.
 //! - **Owners.** Kept when the caller runs in the build user namespace (the CLI
 //!   enters it): as root every id is itself; as an ordinary user the ids of the
 //!   image are the user's subordinate ids on the host. Ids outside the mapping keep
@@ -588,5 +590,76 @@ mod tests {
         assert!(!text.contains("CAIRN_IMAGE_USER"), "{text}");
         assert!(!text.contains("export BAD-NAME"), "{text}");
         assert!(env_file::is_name("_a1") && !env_file::is_name("1a") && !env_file::is_name(""));
+    }
+
+    /// Writes `bytes` as a blob of the layout `dir`; returns its digest.
+    fn put(dir: &Path, bytes: &[u8]) -> Digest {
+        let d = cairn_oci::sha256_digest(bytes);
+        let blobs = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        std::fs::write(blobs.join(d.digest()), bytes).unwrap();
+        d
+    }
+
+    fn desc(mt: &str, d: &Digest, len: usize, extra: serde_json::Value) -> serde_json::Value {
+        let mut v = serde_json::json!({"mediaType": mt, "digest": d.to_string(), "size": len});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        v
+    }
+
+    /// A layout with two layer-less images: `one` (a manifest) and `multi` (an
+    /// index of the host's image and another platform's).
+    #[test]
+    fn layout_images_are_found_by_tag_and_platform_and_verified() {
+        use cairn_oci::media_types::{OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let host = Platform::host();
+        let manifest = |env: &str| {
+            let mut c = ImageConfig::default();
+            c.config.env = vec![env.to_string()];
+            let bytes = c.to_canonical_json().unwrap();
+            let cd = put(dir, &bytes);
+            let m = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": desc(OCI_CONFIG, &cd, bytes.len(), serde_json::json!({})), "layers": []});
+            let m = serde_json::to_vec(&m).unwrap();
+            (put(dir, &m), m.len())
+        };
+        let (m_host, n_host) = manifest("WHO=host");
+        let (m_other, n_other) = manifest("WHO=other");
+        let platform = |os: &str, arch: &str| serde_json::json!({"platform": {"os": os, "architecture": arch}});
+        let nested = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [desc(OCI_MANIFEST, &m_other, n_other, platform("plan9", "mips")),
+                          desc(OCI_MANIFEST, &m_host, n_host, platform(&host.os, &host.architecture))]}))
+        .unwrap();
+        let nested_d = put(dir, &nested);
+        let tag = |t: &str| serde_json::json!({"annotations": {REF_NAME: t}});
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [
+            desc(OCI_MANIFEST, &m_other, n_other, tag("one")),
+            desc(OCI_INDEX, &nested_d, nested.len(), tag("multi"))]});
+        std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+
+        let got = |t: Option<&str>| layout::resolve(dir, t, &host, "test");
+        let one = got(Some("one")).unwrap();
+        assert_eq!(one.manifest_digest, m_other);
+        assert_eq!(one.config.config.env, ["WHO=other"]);
+        let multi = got(Some("multi")).unwrap();
+        assert_eq!(
+            multi.manifest_digest, m_host,
+            "the host's entry of the nested index"
+        );
+        let e = got(None).err().unwrap().to_string();
+        assert!(
+            e.contains("none is tagged `latest`") && e.contains("one, multi"),
+            "{e}"
+        );
+        let e = got(Some("zz")).err().unwrap().to_string();
+        assert!(e.contains("no image tagged `zz`"), "{e}");
+        // A blob whose content does not match its digest is refused.
+        std::fs::write(dir.join("blobs/sha256").join(m_host.digest()), b"{}").unwrap();
+        let e = got(Some("multi")).err().unwrap().to_string();
+        assert!(e.contains("is corrupt"), "{e}");
     }
 }
