@@ -24,7 +24,8 @@
 //!   DEST (cairn-oci's safe unpacker), so no layer can write outside it. Nothing is
 //!   created before the image is resolved: an unknown image leaves no trace. A
 //!   layer that fails (a corrupt blob, a full disk) or an interrupt leaves DEST
-//!   with the layers applied so far and no env file; unpacking again completes it.
+//!   with the layers applied so far and no env file; unpacking again applies every
+//!   layer again on top.
 //! - **Owners.** Kept when the caller runs in the build user namespace (the CLI
 //!   enters it): as root every id is itself; as an ordinary user the ids of the
 //!   image are the user's subordinate ids on the host. Ids outside the mapping keep

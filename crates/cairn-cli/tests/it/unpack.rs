@@ -278,6 +278,19 @@ fn unpack_from_registry_and_layout_equals_umoci() {
         is_root(),
     );
     assert_eq!(read(&from_oci.join("keep-me/file")), "mine");
+    // Again into the same, now complete, directory: every layer applies on top of
+    // itself (files replaced, whiteouts of what is already gone) to the same tree.
+    run_ok(
+        unpack_cmd(&[src.as_ref(), from_oci.as_ref()], &env.path("state2"))
+            .arg("--env-file")
+            .arg(&env_file2),
+    );
+    assert_same_tree(
+        "from the OCI layout, twice",
+        &tree(&from_oci, &["keep-me"]),
+        &want,
+        is_root(),
+    );
     assert!(!from_oci.join(".cairn-image.env").exists());
     assert_eq!(read(&env_file), read(&env_file2).replace(&src, &image));
     // The layout is read in place: the unpack left no blob in its state dir.
