@@ -372,9 +372,37 @@ fn dockerfile_config_features_on_the_target_stage() {
     let env = Env::new();
     publish_features(&env);
     let ws = workspace(&env, "build-dockerfile", "ws");
+    // One more Feature, as a tarball from a loopback HTTP server.
+    let served = env.path("served");
+    std::fs::create_dir_all(&served).unwrap();
+    cairn_testkit::features::package_feature(
+        &testdata("devcontainer/build-image/.devcontainer/local-note"),
+        &served.join("devcontainer-feature-local-note.tgz"),
+    )
+    .unwrap();
+    let server = cairn_testkit::features::FileServer::start(&served).unwrap();
+    let url = server.url("devcontainer-feature-local-note.tgz");
+    let cfg = ws.join(".devcontainer/devcontainer.json");
+    let mut doc: Value = serde_json::from_str(&read(&cfg)).unwrap();
+    doc["features"][url.as_str()] = serde_json::json!({"note": "from a tarball"});
+    std::fs::write(&cfg, doc.to_string()).unwrap();
     let image = env.image("dev/df:latest");
     let unpacked = env.path("unpacked");
-    let h1 = plan(&ws, &env.path("s0"))["config_hash"].clone();
+    let p = plan(&ws, &env.path("s0"));
+    let h1 = p["config_hash"].clone();
+    let tarball = p["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == url.as_str())
+        .unwrap_or_else(|| panic!("{p}"));
+    assert!(
+        tarball["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{url}@sha256:")),
+        "{tarball}"
+    );
     ok(&run(cairn_dev("build", &ws, &env.path("s1"))
         .args(["--image-name", &image, "--push", "--unpack-to"])
         .arg(&unpacked)));
@@ -383,9 +411,22 @@ fn dockerfile_config_features_on_the_target_stage() {
         read(&unpacked.join("home/dev/from-dockerfile")),
         "built by the Dockerfile\n"
     );
+    let order = read(&unpacked.join("opt/features/order"));
+    let order: Vec<&str> = order.lines().collect();
+    let planned: Vec<&str> = p["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| match f["id"].as_str().unwrap() {
+            id if id == url => "local-note",
+            id => short(id),
+        })
+        .collect();
+    assert_eq!(order, planned);
+    assert!(order.contains(&"base-tools") && order.contains(&"hello"));
     assert_eq!(
-        read(&unpacked.join("opt/features/order")),
-        "base-tools\nhello\n"
+        read(&unpacked.join("opt/features/note")),
+        "from a tarball\n"
     );
     assert_eq!(
         read(&unpacked.join("opt/hello/greeting")),
