@@ -107,6 +107,7 @@ pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
                 layer_cache_dir: None,
                 labels: Vec::new(),
                 compression: Default::default(),
+                image_format: Default::default(),
                 progress: crate::progress::choose("auto"),
                 cached_only: false,
                 explain: false,

@@ -134,6 +134,7 @@ fn options(c: ConfigArgs, registries: &[String]) -> anyhow::Result<DevcontainerO
         cache_repo: None,
         progress: progress::choose("auto"),
         compression: Default::default(),
+        image_format: Default::default(),
         labels: Vec::new(),
         layer_cache_dir: None,
         cache_from: Vec::new(),

@@ -211,6 +211,10 @@ struct BuildArgs {
     /// `--compression-level` sets it too.
     #[arg(long, value_name = "N")]
     layer_compression_level: Option<u32>,
+    /// Image format (buildah's flag): `oci` (the default) or `docker` (schema2
+    /// manifest and config media types; needs gzip layers).
+    #[arg(long, value_name = "FORMAT", default_value = "oci", value_parser = ["oci", "docker"])]
+    format: String,
     /// Use a local directory (an OCI image layout) as the layer cache instead of a
     /// registry repository.
     #[arg(long, value_name = "DIR")]
@@ -362,6 +366,7 @@ fn build_options(a: BuildArgs, extra_outputs: Vec<Output>) -> anyhow::Result<Bui
             a.layer_compression_level,
         )
         .map_err(anyhow::Error::msg)?,
+        image_format: a.format.parse().map_err(anyhow::Error::msg)?,
         labels: a
             .labels
             .iter()

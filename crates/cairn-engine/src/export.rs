@@ -1,7 +1,6 @@
 //! The end of a build: config and manifest into the store, then push and outputs.
 
-use cairn_oci::oci_spec::image::{DescriptorBuilder, ImageManifestBuilder, MediaType};
-use cairn_oci::{ContentStore, Digest, media_types};
+use cairn_oci::{BlobRef, ContentStore, Digest, media_types};
 use cairn_registry::{Client, Reference};
 
 use crate::cache::Cache;
@@ -26,10 +25,6 @@ pub struct BuildResult {
     pub pushed: Vec<String>,
 }
 
-fn spec_err(e: impl std::fmt::Display) -> Error {
-    Error::Image(format!("cannot assemble the manifest: {e}"))
-}
-
 pub(crate) async fn finish(
     b: &Build<'_>,
     mut st: StageState,
@@ -44,34 +39,20 @@ pub(crate) async fn finish(
     let config_digest = store
         .put_bytes(&config_bytes)
         .map_err(Error::oci("store the image config"))?;
-    let layers = st
+    // The manifest in the chosen format (OCI: the same bytes as before formats).
+    let format = opts.image_format;
+    let layers: Vec<BlobRef> = st
         .layers
         .iter()
-        .map(|l| {
-            DescriptorBuilder::default()
-                .media_type(MediaType::from(l.media_type.as_str()))
-                .digest(l.digest.clone())
-                .size(l.size)
-                .build()
-                .map_err(spec_err)
+        .map(|l| BlobRef {
+            media_type: l.media_type.clone(),
+            digest: l.digest.clone(),
+            size: l.size,
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(
-            DescriptorBuilder::default()
-                .media_type(MediaType::ImageConfig)
-                .digest(config_digest.clone())
-                .size(config_bytes.len() as u64)
-                .build()
-                .map_err(spec_err)?,
-        )
-        .layers(layers)
-        .build()
-        .map_err(spec_err)?;
+        .collect();
     let manifest_bytes =
-        cairn_oci::canonical_json(&manifest).map_err(Error::oci("serialise the manifest"))?;
+        cairn_oci::image_manifest(format, &config_digest, config_bytes.len() as u64, &layers)
+            .map_err(Error::oci(format!("assemble the {format} manifest")))?;
     let manifest_digest = store
         .put_bytes(&manifest_bytes)
         .map_err(Error::oci("store the manifest"))?;
@@ -81,9 +62,10 @@ pub(crate) async fn finish(
         // Layers taken from a cache or a base image are not local until now.
         fetch_missing(client, store, &st.layers).await?;
     }
-    write_outputs(store, opts, &manifest_digest, manifest_size)?;
+    let manifest_type = format.manifest_media_type();
+    write_outputs(store, opts, &manifest_digest, manifest_type, manifest_size)?;
     let config_layer = LayerDesc {
-        media_type: media_types::OCI_CONFIG.to_string(),
+        media_type: format.config_media_type().to_string(),
         digest: config_digest.clone(),
         size: config_bytes.len() as u64,
         diff_id: config_digest.clone(),
@@ -99,7 +81,7 @@ pub(crate) async fn finish(
                 store,
                 tag,
                 &blobs,
-                &manifest_bytes,
+                (&manifest_bytes, manifest_type),
                 &manifest_digest,
             )
             .await?;
@@ -113,17 +95,19 @@ pub(crate) async fn finish(
     if let Some(cache) = &b.cache
         && !cache.readonly()
     {
-        // The whole image under its final key: the next identical build is a
-        // constant number of requests and no layer download.
+        // The whole image under its image key (the final key and the format):
+        // the next identical build is a constant number of requests and no
+        // layer download.
+        let image_key = crate::keys::image_key(final_key, format);
         let recorded = match cache {
             Cache::Registry(rc) => {
-                let at = rc.image_ref(final_key);
+                let at = rc.image_ref(&image_key);
                 push(
                     client,
                     store,
                     &at,
                     &blobs,
-                    &manifest_bytes,
+                    (&manifest_bytes, manifest_type),
                     &manifest_digest,
                 )
                 .await
@@ -132,14 +116,14 @@ pub(crate) async fn finish(
                 let local = fetch_missing(client, store, &blobs).await;
                 local.and_then(|()| {
                     let digests: Vec<Digest> = blobs.iter().map(|l| l.digest.clone()).collect();
-                    dc.put_manifest(store, &final_key.image_tag(), &digests, &manifest_bytes)
+                    dc.put_manifest(store, &image_key.image_tag(), &digests, &manifest_bytes)
                 })
             }
         };
         match recorded {
             Ok(()) => {
                 let ms = u64::try_from(b.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                if let Err(e) = cache.put_image_duration(final_key, ms, store).await {
+                if let Err(e) = cache.put_image_duration(&image_key, ms, store).await {
                     tracing::warn!("could not record the build duration: {e}");
                 }
             }
@@ -184,6 +168,7 @@ fn write_outputs(
     store: &ContentStore,
     opts: &crate::BuildOptions,
     manifest_digest: &Digest,
+    manifest_media_type: &str,
     manifest_size: u64,
 ) -> Result<(), Error> {
     for out in &opts.outputs {
@@ -197,7 +182,7 @@ fn write_outputs(
                 cairn_oci::write_oci_layout(
                     store,
                     manifest_digest,
-                    media_types::OCI_MANIFEST,
+                    manifest_media_type,
                     manifest_size,
                     dest,
                     Some(&ref_name),
@@ -256,14 +241,14 @@ async fn ensure_blob(
         .map_err(Error::registry(ctx("push")))
 }
 
-/// Blobs first, the manifest (and so the tag) last: a tag only ever points at
-/// complete content.
+/// Blobs first, the manifest (its bytes and media type) and so the tag last: a
+/// tag only ever points at complete content.
 async fn push(
     client: &Client,
     store: &ContentStore,
     tag: &Reference,
     blobs: &[LayerDesc],
-    manifest: &[u8],
+    (manifest, manifest_media_type): (&[u8], &str),
     manifest_digest: &Digest,
 ) -> Result<(), Error> {
     crate::at_most(
@@ -272,7 +257,7 @@ async fn push(
     )
     .await?;
     let got = client
-        .put_manifest(tag, media_types::OCI_MANIFEST, manifest)
+        .put_manifest(tag, manifest_media_type, manifest)
         .await
         .map_err(Error::registry(format!(
             "push the manifest to `{}`",
@@ -304,6 +289,8 @@ pub(crate) async fn from_cache(
     }
     #[derive(serde::Deserialize)]
     struct Manifest {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
         config: Desc,
         layers: Vec<Desc>,
     }
@@ -318,6 +305,8 @@ pub(crate) async fn from_cache(
     };
     let mut blobs: Vec<LayerDesc> = m.layers.iter().map(as_layer).collect();
     blobs.push(as_layer(&m.config));
+    // The recorded image's own format (the image key includes the format).
+    let manifest_type = m.media_type.as_deref().unwrap_or(media_types::OCI_MANIFEST);
     if deliver && matches!(cache, Cache::Dir(_)) {
         // A directory cache's blobs go through the store.
         for l in &blobs {
@@ -333,7 +322,7 @@ pub(crate) async fn from_cache(
                     &b.store,
                     tag,
                     &blobs,
-                    &image.bytes,
+                    (&image.bytes, manifest_type),
                     &image.digest,
                 )
                 .await?;
@@ -351,7 +340,13 @@ pub(crate) async fn from_cache(
                 .store
                 .put_bytes(&image.bytes)
                 .map_err(Error::oci("store the cached manifest"))?;
-            write_outputs(&b.store, b.opts, &d, image.bytes.len() as u64)?;
+            write_outputs(
+                &b.store,
+                b.opts,
+                &d,
+                manifest_type,
+                image.bytes.len() as u64,
+            )?;
         }
         b.opts
             .progress

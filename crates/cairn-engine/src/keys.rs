@@ -68,6 +68,21 @@ pub fn base_key(base: &str, platform: &str, compression: &str) -> StepKey {
     }))
 }
 
+/// The key a whole image is recorded under (tag `cairn-v1-img-<key>`): for the
+/// OCI format the final step's key itself (as before formats existed), for
+/// another format the hash of the final key and the format's name, so an image
+/// recorded in one format is never taken for a build in another.
+pub fn image_key(final_key: &StepKey, format: cairn_oci::ImageFormat) -> StepKey {
+    match format {
+        cairn_oci::ImageFormat::Oci => final_key.clone(),
+        other => hash(&json!({
+            "scheme": KEY_SCHEME,
+            "image": final_key.hex(),
+            "format": other.name(),
+        })),
+    }
+}
+
 /// The key of one step after `parent`.
 pub fn step_key(parent: &StepKey, platform: &str, step: &Value) -> StepKey {
     hash(&json!({
@@ -201,6 +216,17 @@ mod tests {
         );
         assert_eq!(key.hex(), sha256sum(&expected_json));
         assert_eq!(key.tag().len(), "cairn-v1-".len() + 64);
+        // The whole-image key: the final key for OCI images, derived for Docker.
+        assert_eq!(image_key(&key, cairn_oci::ImageFormat::Oci), key);
+        let docker = image_key(&key, cairn_oci::ImageFormat::Docker);
+        assert_eq!(
+            docker.hex(),
+            sha256sum(&format!(
+                r#"{{"format":"docker","image":"{}","scheme":"cairn-step-key/v1"}}"#,
+                key.hex()
+            ))
+        );
+        assert_ne!(docker.image_tag(), key.image_tag());
     }
 
     #[test]

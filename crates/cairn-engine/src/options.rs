@@ -178,6 +178,9 @@ pub struct BuildOptions {
     pub progress: std::sync::Arc<dyn crate::Progress>,
     /// How layers are compressed (part of every cache key: other bytes, other keys).
     pub compression: LayerCompression,
+    /// Manifest and config media types of the image (`--format oci|docker`); part
+    /// of the whole-image cache key (not of step keys: layers are the same bytes).
+    pub image_format: cairn_oci::ImageFormat,
     /// `--label K=V`: labels added after the target stage's last instruction (they
     /// are part of its final cache key, like a LABEL line).
     pub labels: Vec<(String, String)>,

@@ -102,6 +102,19 @@ fn human(ms: u64) -> String {
 
 /// After planning: the full-hit fast path, or the lookups of every step.
 pub(crate) async fn after_planning(b: &Build<'_>, final_key: &StepKey) -> Result<AfterPlan, Error> {
+    // Before anything runs: Docker schema2 has no zstd layer media type.
+    if b.opts.image_format == cairn_oci::ImageFormat::Docker
+        && matches!(
+            b.opts.compression.codec,
+            cairn_oci::LayerCompression::Zstd { .. }
+        )
+    {
+        return Err(Error::Usage(
+            "--format docker needs gzip layers (Docker schema2 has no zstd layer type): \
+             use --layer-compression gzip, or --format oci"
+                .into(),
+        ));
+    }
     let caches: Vec<&Cache> = b.caches();
     let Some(&cache) = caches.first() else {
         if b.opts.cached_only {
@@ -110,14 +123,16 @@ pub(crate) async fn after_planning(b: &Build<'_>, final_key: &StepKey) -> Result
         let _ = b.hits.set(HashMap::new());
         return Ok(AfterPlan::Build);
     };
+    // The whole image is recorded under the final key and the image format.
+    let image_key = crate::keys::image_key(final_key, b.opts.image_format);
     for &c in &caches {
-        if let Some(image) = c.get_image(final_key).await? {
+        if let Some(image) = c.get_image(&image_key).await? {
             if b.opts.cached_only {
                 println!("CAIRN_CACHED_IMAGE={}@{}", c.name(), image.digest);
             }
             let deliver = !b.opts.cached_only;
             return Ok(AfterPlan::Done(
-                crate::export::from_cache(b, c, final_key, image, deliver).await?,
+                crate::export::from_cache(b, c, &image_key, image, deliver).await?,
             ));
         }
     }
