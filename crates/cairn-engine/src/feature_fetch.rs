@@ -53,7 +53,6 @@ use cairn_devcontainer::lockfile::{LockEntry, Lockfile};
 use cairn_devcontainer::order::{DependencyResolver, FeatureNode, PendingFeature, ResolvedFeature};
 use cairn_registry::{Digest, Reference};
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
 use crate::Error;
 
@@ -467,34 +466,18 @@ impl FeatureFetcher {
 
     /// Streams `url` into `dest`; returns `sha256:<hex>` of the bytes.
     async fn download(&self, id: &str, url: &str, dest: &Path) -> Result<String, Error> {
-        use std::io::Write;
         let fail = |m: String| feature_err(id, format!("download: {m}"));
-        let mut resp = self.http.get(url).send().await.map_err(|e| {
-            fail(format!(
-                "{e}{}",
-                std::error::Error::source(&e)
-                    .map(|s| format!(": {s}"))
-                    .unwrap_or_default()
-            ))
-        })?;
-        let end = resp.url();
-        if end.scheme() != "https" && !is_loopback_url(end) {
-            return Err(fail(format!(
-                "redirected to {end}: only https:// (or http:// on loopback) is followed"
-            )));
-        }
-        if !resp.status().is_success() {
-            return Err(fail(format!("the server answered {}", resp.status())));
-        }
-        let mut file = std::fs::File::create(dest).map_err(|e| Error::io("create", dest, e))?;
-        let mut hash = Sha256::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| fail(e.to_string()))? {
-            hash.update(&chunk);
-            file.write_all(&chunk)
-                .map_err(|e| Error::io("write", dest, e))?;
-        }
-        file.flush().map_err(|e| Error::io("write", dest, e))?;
-        Ok(format!("sha256:{}", hex::encode(hash.finalize())))
+        let only_https = |end: &reqwest::Url| {
+            if end.scheme() != "https" && !is_loopback_url(end) {
+                Err(format!(
+                    "redirected to {end}: only https:// (or http:// on loopback) is followed"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let hex = crate::fetch::fetch_to_file(&self.http, url, dest, &fail, &only_https).await?;
+        Ok(format!("sha256:{hex}"))
     }
 
     fn local(&self, id: &str, path: &str) -> Result<FetchedFeature, Error> {

@@ -66,14 +66,37 @@ pub async fn download(
         ),
     };
     let fail = |m: String| Error::Image(format!("ADD {url}: {m}"));
+    let got = fetch_to_file(client, url, dest, &fail, &|_| Ok(())).await?;
+    if let Some(want) = expected
+        && want != got
+    {
+        let _ = std::fs::remove_file(dest);
+        return Err(fail(format!(
+            "checksum mismatch: expected sha256:{want}, got sha256:{got}"
+        )));
+    }
+    Ok(())
+}
+
+/// GETs `url` into `dest`, streaming, and returns the lowercase hex sha256 of
+/// the bytes. `final_url` vets where redirects ended (`Err`: refused, with why);
+/// every failure goes through `fail`, which names what was being fetched.
+pub(crate) async fn fetch_to_file(
+    client: &reqwest::Client,
+    url: &str,
+    dest: &Path,
+    fail: &dyn Fn(String) -> Error,
+    final_url: &dyn Fn(&reqwest::Url) -> Result<(), String>,
+) -> Result<String, Error> {
     let mut resp = client.get(url).send().await.map_err(|e| {
         fail(format!(
-            "{e}: {}",
+            "{e}{}",
             std::error::Error::source(&e)
-                .map(|s| s.to_string())
+                .map(|s| format!(": {s}"))
                 .unwrap_or_default()
         ))
     })?;
+    final_url(resp.url()).map_err(fail)?;
     if !resp.status().is_success() {
         return Err(fail(format!("server answered {}", resp.status())));
     }
@@ -84,16 +107,8 @@ pub async fn download(
         file.write_all(&chunk)
             .map_err(|e| Error::io("write", dest, e))?;
     }
-    let got = hex::encode(hash.finalize());
-    if let Some(want) = expected
-        && want != got
-    {
-        let _ = std::fs::remove_file(dest);
-        return Err(fail(format!(
-            "checksum mismatch: expected sha256:{want}, got sha256:{got}"
-        )));
-    }
-    Ok(())
+    file.flush().map_err(|e| Error::io("write", dest, e))?;
+    Ok(hex::encode(hash.finalize()))
 }
 
 /// Compression of a local archive, told by its first bytes.
