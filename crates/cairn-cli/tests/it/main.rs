@@ -5,6 +5,7 @@ mod build;
 mod cache;
 mod debian;
 mod devcontainer;
+mod format;
 mod frontend_build;
 mod isolation;
 mod kaniko_cli;
