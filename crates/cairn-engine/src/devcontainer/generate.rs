@@ -313,7 +313,12 @@ mod tests {
         let mut g = g;
         g.features[0].container_env.clear();
         let (text, lines) = generate(&g).unwrap();
-        assert_eq!(text.lines().nth(lines[0] - 1).map(|l| l.starts_with("RUN ")), Some(true));
+        assert_eq!(
+            text.lines()
+                .nth(lines[0] - 1)
+                .map(|l| l.starts_with("RUN ")),
+            Some(true)
+        );
         assert!(!text.lines().any(|l| l.starts_with("USER")), "{text}");
     }
 }
