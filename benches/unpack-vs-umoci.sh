@@ -22,6 +22,9 @@
 #   umoci  umoci unpack --image LAYOUT:v1 BUNDLE (as root: owners kept; also writes
 #                                               the bundle's config.json and an mtree
 #                                               manifest of the rootfs, as it always does)
+# Diagnostic, not a contender (after the two, each run):
+#   apply  `layer-tool apply` of the four layer blobs one after the other: cairn-oci's
+#          unpacker alone, without the digest checks, the pipeline or the CLI
 # Destinations are on $CAIRN_UNPACK_DIR (default /dev/shm, a tmpfs) and removed
 # before each run, untimed. The two trees are compared once (paths, types, modes,
 # owners, sizes, file contents) so the times are for the same result.
@@ -60,15 +63,16 @@ if [ ! -f "$layout/index.json" ]; then
     --state-dir "$WORK/build-state" >"$WORK/build.log" 2>&1 || { tail "$WORK/build.log"; exit 1; }
   rm -rf "$WORK/build-state" "$ctx"
 fi
-read -r files bytes < <(python3 - "$layout" <<'EOF'
+read -r files bytes blobs < <(python3 - "$layout" <<'EOF'
 import json, sys, os
 lay = sys.argv[1]
 idx = json.load(open(os.path.join(lay, "index.json")))
 blob = lambda d: os.path.join(lay, "blobs", "sha256", d.split(":")[1])
 m = json.load(open(blob(idx["manifests"][0]["digest"])))
-print(len(m["layers"]), sum(l["size"] for l in m["layers"]))
+print(len(m["layers"]), sum(l["size"] for l in m["layers"]), ",".join(blob(l["digest"]) for l in m["layers"]))
 EOF
 )
+IFS=, read -r -a BLOBS <<<"$blobs"
 echo "image: $files layers, $((bytes / 1048576)) MiB compressed, in $layout"
 
 now() { date +%s.%N; }
@@ -86,9 +90,19 @@ run_umoci() {
   umoci unpack --image "$layout:v1" "$OUT/umoci" >"$OUT/umoci.log" 2>&1 || { cat "$OUT/umoci.log"; exit 1; }
   T_UMOCI+=("$(echo "$(now) - $t0" | bc -l)")
 }
+declare -a T_APPLY
+run_apply() {
+  rm -rf "$OUT/apply"; mkdir "$OUT/apply"
+  local t0; t0=$(now)
+  for b in "${BLOBS[@]}"; do "$LT" apply "$b" "$OUT/apply" 2>/dev/null; done
+  T_APPLY+=("$(echo "$(now) - $t0" | bc -l)")
+  rm -rf "$OUT/apply"
+}
 for i in $(seq "$RUNS"); do
   if [ $((i % 2)) = 1 ]; then run_cairn; run_umoci; else run_umoci; run_cairn; fi
-  printf 'run %d: cairn %.3f s, umoci %.3f s\n' "$i" "${T_CAIRN[-1]}" "${T_UMOCI[-1]}"
+  run_apply
+  printf 'run %d: cairn %.3f s, umoci %.3f s (layer-tool apply alone %.3f s)\n' \
+    "$i" "${T_CAIRN[-1]}" "${T_UMOCI[-1]}" "${T_APPLY[-1]}"
 done
 
 # Same result? (the last run's trees)
@@ -115,7 +129,7 @@ print(f"trees equal: {len(a)} entries, {sum(v[4] for v in a.values()) // 1048576
 EOF
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-mc=$(median "${T_CAIRN[@]}"); mu=$(median "${T_UMOCI[@]}")
-printf 'median of %d: cairn unpack %.3f s, umoci unpack %.3f s -> umoci/cairn %.2fx\n' \
-  "$RUNS" "$mc" "$mu" "$(echo "$mu / $mc" | bc -l)"
+mc=$(median "${T_CAIRN[@]}"); mu=$(median "${T_UMOCI[@]}"); ma=$(median "${T_APPLY[@]}")
+printf 'median of %d: cairn unpack %.3f s, umoci unpack %.3f s -> umoci/cairn %.2fx (layer-tool apply alone %.3f s)\n' \
+  "$RUNS" "$mc" "$mu" "$(echo "$mu / $mc" | bc -l)" "$ma"
 rm -rf "$OUT"
