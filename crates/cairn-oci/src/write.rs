@@ -341,8 +341,9 @@ impl Write for ChunkSender {
 /// tar stream into 1 MiB chunks (at most a few in flight), handing them to
 /// the calling thread, which compresses, hashes and writes to `out`. With
 /// zstd and parallel gzip the compression itself runs on their worker
-/// threads; file contents are then read straight into the chunks (no copy
-/// through the tar builder) and the calling thread also hashes the tar for
+/// threads; a third thread then walks the tree and reads small files ahead
+/// (in batches), larger files are read straight into the chunks (no copy
+/// through the tar builder), and the calling thread also hashes the tar for
 /// the diff_id. Nothing is buffered beyond those chunks and
 /// the encoder's window; the output bytes do not depend on the thread split.
 pub fn write_layer(
@@ -351,7 +352,13 @@ pub fn write_layer(
     out: impl Write,
     opts: &LayerOptions,
 ) -> Result<LayerInfo, Error> {
-    write_entries(dir, kind, out, opts, |w| w.walk())
+    write_entries(dir, kind, out, opts, |w| {
+        if w.builder.get_ref().direct() {
+            w.walk_prefetched()
+        } else {
+            w.walk()
+        }
+    })
 }
 
 /// The pipeline of [`write_layer`] with the entries chosen by `entries`,
@@ -465,6 +472,14 @@ pub(crate) trait TarSink: Write {
         false
     }
 
+    /// Write `data` and the padding to the next tar block, as the data of an
+    /// entry whose header was already written.
+    fn file_bytes(&mut self, data: &[u8]) -> io::Result<()> {
+        self.write_all(data)?;
+        let pad = (512 - data.len() % 512) % 512;
+        self.write_all(&[0; 512][..pad])
+    }
+
     /// Write exactly `size` bytes of `file` and the padding to the next tar
     /// block, as the data of an entry whose header was already written.
     fn file_data(&mut self, file: &mut fs::File, size: u64) -> io::Result<()> {
@@ -570,26 +585,37 @@ fn xattr_present(path: &Path, names: &[&str]) -> bool {
 
 impl<W: TarSink> LayerWriter<'_, W> {
     fn walk(&mut self) -> Result<(), Error> {
-        let walker = walkdir::WalkDir::new(self.root)
-            .min_depth(1)
-            .follow_links(false)
-            .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
-        for entry in walker {
-            let entry = entry.map_err(|e| {
-                let path = e.path().unwrap_or(self.root).to_path_buf();
-                Error::io("walk", path, e.into())
-            })?;
-            let full = entry.path();
-            let rel = full
-                .strip_prefix(self.root)
-                .expect("walkdir yields paths under its root")
-                .to_path_buf();
-            let meta = entry
-                .metadata()
-                .map_err(|e| Error::io("lstat", full, e.into()))?;
-            self.add(full, &rel, &meta)?;
+        for entry in sorted_walk(self.root) {
+            let (full, rel, meta) = walked(self.root, entry)?;
+            self.add(&full, &rel, &meta)?;
         }
         Ok(())
+    }
+
+    /// [`Self::walk`] with the system calls on a second thread: it walks the
+    /// tree (`getdents`, `lstat`) and reads small regular files whole (open,
+    /// xattrs, read, close) a bounded number of entries ahead, while this
+    /// thread writes the tar. Trees of small files are bound by those calls.
+    /// Only for sinks that take file data directly: the tar crate's copy of
+    /// in-memory data would make other `write` calls than its copy of a file.
+    fn walk_prefetched(&mut self) -> Result<(), Error> {
+        use std::sync::mpsc::sync_channel;
+        let root = self.root;
+        std::thread::scope(|s| {
+            let (tx, rx) = sync_channel::<Vec<Result<Walked, Error>>>(PREFETCH_BATCHES);
+            std::thread::Builder::new()
+                .name("cairn-layer-walk".into())
+                .spawn_scoped(s, move || prefetch(root, &tx))
+                .map_err(|e| Error::io("spawn layer thread", root, e))?;
+            // An early return drops `rx`, which stops the walker.
+            for batch in rx {
+                for item in batch {
+                    let w = item?;
+                    self.add_with(&w.full, &w.rel, &w.meta, w.pre)?;
+                }
+            }
+            Ok(())
+        })
     }
 
     fn mtime(&self, meta: &Metadata) -> u64 {
@@ -609,6 +635,14 @@ impl<W: TarSink> LayerWriter<'_, W> {
 
     fn append_pax(&mut self, full: &Path, file: Option<&fs::File>) -> Result<(), Error> {
         let xattrs = recorded_xattrs(full, file)?;
+        self.append_pax_records(full, &xattrs)
+    }
+
+    fn append_pax_records(
+        &mut self,
+        full: &Path,
+        xattrs: &[(String, Vec<u8>)],
+    ) -> Result<(), Error> {
         if !xattrs.is_empty() {
             self.builder
                 .append_pax_extensions(xattrs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
@@ -653,6 +687,18 @@ impl<W: TarSink> LayerWriter<'_, W> {
 
     /// The entry of `full` (at `rel` in the layer, `lstat` metadata `meta`).
     pub(crate) fn add(&mut self, full: &Path, rel: &Path, meta: &Metadata) -> Result<(), Error> {
+        self.add_with(full, rel, meta, None)
+    }
+
+    /// [`Self::add`], with the contents and xattrs of a regular file already
+    /// read by [`prefetch`] when `pre` is given.
+    fn add_with(
+        &mut self,
+        full: &Path,
+        rel: &Path,
+        meta: &Metadata,
+        pre: Option<PreRead>,
+    ) -> Result<(), Error> {
         let ft = meta.file_type();
         let name = rel.file_name().map(|n| n.as_bytes()).unwrap_or_default();
 
@@ -717,6 +763,17 @@ impl<W: TarSink> LayerWriter<'_, W> {
         } else if ft.is_file() {
             h.set_entry_type(EntryType::Regular);
             h.set_size(meta.len());
+            if let Some(pre) = pre {
+                self.append_pax_records(full, &pre.xattrs)?;
+                self.builder
+                    .append_data(&mut h, rel, io::empty())
+                    .ctx("write file", full)?;
+                return self
+                    .builder
+                    .get_mut()
+                    .file_bytes(&pre.data)
+                    .ctx("write file", full);
+            }
             let mut file = open_source_file(full)?;
             self.append_pax(full, Some(&file))?;
             if self.builder.get_ref().direct() {
@@ -777,6 +834,126 @@ impl<W: TarSink> LayerWriter<'_, W> {
         }
         Ok(())
     }
+}
+
+/// Regular files up to this size are read whole by [`prefetch`].
+const PREFETCH_MAX_FILE: u64 = 64 * 1024;
+/// [`prefetch`] hands entries over in batches of up to this many entries or
+/// [`PREFETCH_BATCH_BYTES`] of file contents (one wake-up per batch, not per
+/// file), at most [`PREFETCH_BATCHES`] batches ahead of the tar writer.
+const PREFETCH_BATCH_ENTRIES: usize = 128;
+/// See [`PREFETCH_BATCH_ENTRIES`].
+const PREFETCH_BATCH_BYTES: usize = 1 << 20;
+/// See [`PREFETCH_BATCH_ENTRIES`].
+const PREFETCH_BATCHES: usize = 4;
+
+/// The tree below `root` in layer order (see [`crate::layer_spec`]).
+fn sorted_walk(root: &Path) -> walkdir::IntoIter {
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
+        .into_iter()
+}
+
+/// Full path, path in the layer and `lstat` metadata of a walked entry.
+fn walked(
+    root: &Path,
+    entry: walkdir::Result<walkdir::DirEntry>,
+) -> Result<(PathBuf, PathBuf, Metadata), Error> {
+    let entry = entry.map_err(|e| {
+        let path = e.path().unwrap_or(root).to_path_buf();
+        Error::io("walk", path, e.into())
+    })?;
+    let full = entry.path();
+    let rel = full
+        .strip_prefix(root)
+        .expect("walkdir yields paths under its root")
+        .to_path_buf();
+    let meta = entry
+        .metadata()
+        .map_err(|e| Error::io("lstat", full, e.into()))?;
+    Ok((full.to_path_buf(), rel, meta))
+}
+
+/// A walked entry on its way to the tar writer.
+struct Walked {
+    full: PathBuf,
+    rel: PathBuf,
+    meta: Metadata,
+    pre: Option<PreRead>,
+}
+
+/// A small regular file read whole: contents and the xattrs to record.
+struct PreRead {
+    data: Vec<u8>,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+/// Walk `root` in layer order and send every entry, small single-link regular
+/// files with their contents and xattrs; stops at the first error (sent) or
+/// when the receiver is gone.
+fn prefetch(root: &Path, tx: &std::sync::mpsc::SyncSender<Vec<Result<Walked, Error>>>) {
+    let mut batch = Vec::with_capacity(PREFETCH_BATCH_ENTRIES);
+    let mut bytes = 0;
+    for entry in sorted_walk(root) {
+        let item = walked(root, entry).and_then(|(full, rel, meta)| {
+            let small =
+                meta.file_type().is_file() && meta.len() <= PREFETCH_MAX_FILE && meta.nlink() == 1;
+            let pre = if small {
+                Some(pre_read(&full, meta.len())?)
+            } else {
+                None
+            };
+            Ok(Walked {
+                full,
+                rel,
+                meta,
+                pre,
+            })
+        });
+        let failed = item.is_err();
+        if let Ok(Walked { pre: Some(p), .. }) = &item {
+            bytes += p.data.len();
+        }
+        batch.push(item);
+        if failed || batch.len() >= PREFETCH_BATCH_ENTRIES || bytes >= PREFETCH_BATCH_BYTES {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(PREFETCH_BATCH_ENTRIES));
+            bytes = 0;
+            if tx.send(full).is_err() || failed {
+                return;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(batch);
+    }
+}
+
+/// Read exactly `size` bytes of the regular file `full`, and its xattrs.
+fn pre_read(full: &Path, size: u64) -> Result<PreRead, Error> {
+    let mut file = open_source_file(full)?;
+    let xattrs = recorded_xattrs(full, Some(&file))?;
+    let mut data = vec![0; usize::try_from(size).unwrap_or(usize::MAX)];
+    let mut n = 0;
+    while n < data.len() {
+        match file.read(&mut data[n..]) {
+            Ok(0) => {
+                return Err(Error::io(
+                    "read",
+                    full,
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shrank while being archived",
+                    ),
+                ));
+            }
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("read", full, e)),
+        }
+    }
+    Ok(PreRead { data, xattrs })
 }
 
 /// Open a regular file of the tree for reading, without following a

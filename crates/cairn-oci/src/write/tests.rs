@@ -483,3 +483,20 @@ fn a_file_that_shrinks_is_an_error_on_the_direct_path() {
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
     drop(rx);
 }
+
+#[test]
+fn walk_errors_reach_the_caller_through_the_prefetching_walker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("missing");
+    for compression in [LayerCompression::Zstd { level: 3 }, LayerCompression::Gzip] {
+        let opts = LayerOptions {
+            compression,
+            ..LayerOptions::default()
+        };
+        let err = write_layer(&missing, SourceKind::Plain, std::io::sink(), &opts).unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { path, .. } if path == &missing),
+            "{compression:?}: {err}"
+        );
+    }
+}
