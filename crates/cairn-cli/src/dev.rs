@@ -55,7 +55,17 @@ pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
             println!("registry on {} (storage {})", reg.addr(), storage.display());
             println!("seeded {} ({})", seeded.reference, seeded.index_digest);
             println!("press Ctrl-C to stop");
-            rt.block_on(tokio::signal::ctrl_c())?;
+            // Ctrl-C or SIGTERM: return, so that dropping `reg` stops the registry
+            // (a SIGTERM that killed cairn outright would orphan it).
+            rt.block_on(async {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                tokio::select! {
+                    r = tokio::signal::ctrl_c() => r,
+                    _ = term.recv() => Ok(()),
+                }
+            })?;
+            drop(reg);
             Ok(())
         }
         DevCommand::Seed { registry } => {
