@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{self, Metadata};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -115,20 +115,39 @@ pub fn layer_is_empty(upper: &Path) -> Result<bool, Error> {
 
 /// Size of the tar chunks handed from the archiving thread to the compressor.
 const CHUNK: usize = 1 << 20;
-/// Chunks in flight between the two threads.
+/// Chunks in flight between the archiving and the compressing thread.
 const CHUNKS_IN_FLIGHT: usize = 4;
+/// Size of the compressed buffers handed from the compressing thread to the
+/// calling thread, and how many may be in flight.
+const OUT_BUF: usize = 256 * 1024;
+/// See [`OUT_BUF`].
+const OUT_BUFS_IN_FLIGHT: usize = 8;
 
-/// The compressing end of the pipeline (runs on the caller's thread, which
-/// owns `out`).
+/// Media type of a layer written with `opts`.
+fn media_type_of(opts: &LayerOptions) -> &'static str {
+    match opts.compression {
+        LayerCompression::Gzip | LayerCompression::ParallelGzip => media_types::OCI_LAYER_GZIP,
+        LayerCompression::Zstd { .. } => media_types::OCI_LAYER_ZSTD,
+    }
+}
+
+/// Whether the compressor's output depends on how the input is split into
+/// writes, so the tar builder's writes must be replayed one by one (see
+/// [`Chunk`]). zlib-rs' single stream does; parallel gzip cuts fixed blocks
+/// and zstd's multi-threaded encoder fixed jobs, so they take whole chunks.
+fn needs_write_replay(opts: &LayerOptions) -> bool {
+    matches!(opts.compression, LayerCompression::Gzip)
+}
+
+/// The compressing stage of the pipeline (its own thread; see [`write_layer`]).
 enum Compressor<W: Write> {
-    Gzip(GzEncoder<HashingWriter<BufWriter<W>>>),
-    Zstd(zstd::stream::write::Encoder<'static, HashingWriter<BufWriter<W>>>),
-    ParallelGzip(pgzip::ParallelGzip<HashingWriter<BufWriter<W>>>),
+    Gzip(GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    ParallelGzip(pgzip::ParallelGzip<W>),
 }
 
 impl<W: Write> Compressor<W> {
-    fn new(out: W, opts: &LayerOptions) -> io::Result<Self> {
-        let compressed = HashingWriter::new(BufWriter::with_capacity(256 * 1024, out));
+    fn new(compressed: W, opts: &LayerOptions) -> io::Result<Self> {
         Ok(match opts.compression {
             LayerCompression::Gzip => Compressor::Gzip(GzEncoder::new(
                 compressed,
@@ -149,21 +168,6 @@ impl<W: Write> Compressor<W> {
         })
     }
 
-    fn media_type(&self) -> &'static str {
-        match self {
-            Compressor::Gzip(_) | Compressor::ParallelGzip(_) => media_types::OCI_LAYER_GZIP,
-            Compressor::Zstd(_) => media_types::OCI_LAYER_ZSTD,
-        }
-    }
-
-    /// Whether the output depends on how the input is split into writes, so
-    /// the tar builder's writes must be replayed one by one (see [`Chunk`]).
-    /// zlib-rs' single stream does; parallel gzip cuts fixed blocks and zstd's
-    /// multi-threaded encoder fixed jobs, so they take whole chunks.
-    fn needs_write_replay(&self) -> bool {
-        matches!(self, Compressor::Gzip(_))
-    }
-
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Compressor::Gzip(e) => e.write_all(buf),
@@ -172,7 +176,7 @@ impl<W: Write> Compressor<W> {
         }
     }
 
-    fn finish(self) -> io::Result<HashingWriter<BufWriter<W>>> {
+    fn finish(self) -> io::Result<W> {
         match self {
             Compressor::Gzip(e) => e.finish(),
             Compressor::Zstd(e) => e.finish(),
@@ -227,22 +231,13 @@ pub(crate) struct ChunkSender {
     buf: Chunk,
     /// Record write lengths for the compressor to replay (see [`Chunk`]).
     replay: bool,
-    tx: std::sync::mpsc::SyncSender<Chunk>,
+    /// Chunks to the compressor; `None` after the last one says the tar
+    /// stream is complete.
+    tx: std::sync::mpsc::SyncSender<Option<Chunk>>,
     /// Chunks the compressor is done with, for reuse.
     recycled: std::sync::mpsc::Receiver<Chunk>,
-    /// The diff_id hasher, when the archiving thread hashes (see [`DiffIdAt`]).
-    hasher: Option<sha2::Sha256>,
-}
-
-/// Which thread hashes the tar stream for the diff_id: the one with time to
-/// spare. Single-stream gzip keeps the compressing thread busy, so the
-/// archiver hashes; with zstd or parallel gzip the compression runs on worker
-/// threads and the compressing thread mostly waits, while the archiver's
-/// per-file system calls are the critical path of trees of small files.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum DiffIdAt {
-    Archiver,
-    Compressor,
+    /// The diff_id hasher.
+    hasher: sha2::Sha256,
 }
 
 fn pipeline_closed() -> io::Error {
@@ -252,8 +247,7 @@ fn pipeline_closed() -> io::Error {
 impl ChunkSender {
     fn new(
         replay: bool,
-        hash: DiffIdAt,
-        tx: std::sync::mpsc::SyncSender<Chunk>,
+        tx: std::sync::mpsc::SyncSender<Option<Chunk>>,
         recycled: std::sync::mpsc::Receiver<Chunk>,
     ) -> Self {
         ChunkSender {
@@ -261,22 +255,26 @@ impl ChunkSender {
             replay,
             tx,
             recycled,
-            hasher: (hash == DiffIdAt::Archiver).then(sha2::Sha256::new),
+            hasher: sha2::Sha256::new(),
         }
     }
 
-    /// Hash the current chunk (if this thread hashes) and hand it to the
-    /// compressor.
+    /// Hash the current chunk and hand it to the compressor.
     fn send(&mut self) -> io::Result<()> {
         if self.buf.len == 0 {
             return Ok(());
         }
-        if let Some(h) = &mut self.hasher {
-            h.update(self.buf.bytes());
-        }
+        self.hasher.update(self.buf.bytes());
         let next = self.recycled.try_recv().unwrap_or_else(|_| Chunk::new());
         let full = std::mem::replace(&mut self.buf, next);
-        self.tx.send(full).map_err(|_| pipeline_closed())
+        self.tx.send(Some(full)).map_err(|_| pipeline_closed())
+    }
+
+    /// Send the last chunk and the end marker; the diff_id hasher.
+    fn finish(mut self) -> io::Result<sha2::Sha256> {
+        self.send()?;
+        self.tx.send(None).map_err(|_| pipeline_closed())?;
+        Ok(self.hasher)
     }
 
     /// Read exactly `size` bytes of `file` straight into the chunks, then the
@@ -376,24 +374,19 @@ where
 {
     use std::sync::mpsc::sync_channel;
 
-    let mut comp = Compressor::new(out, opts).ctx("start compressor", dir)?;
-    let media_type = comp.media_type();
-    let (tx, rx) = sync_channel::<Chunk>(CHUNKS_IN_FLIGHT);
+    let media_type = media_type_of(opts);
+    let replay = needs_write_replay(opts);
+    let (tx, rx) = sync_channel::<Option<Chunk>>(CHUNKS_IN_FLIGHT);
     let (ret_tx, ret_rx) = sync_channel::<Chunk>(CHUNKS_IN_FLIGHT + 2);
+    let (out_tx, out_rx) = sync_channel::<Vec<u8>>(OUT_BUFS_IN_FLIGHT);
     let epoch = opts.source_date_epoch;
-    let replay = comp.needs_write_replay();
-    let diff_id_at = if replay {
-        DiffIdAt::Archiver
-    } else {
-        DiffIdAt::Compressor
-    };
-    let mut diff_hasher = (diff_id_at == DiffIdAt::Compressor).then(sha2::Sha256::new);
+    let mut out = HashingWriter::new(out);
 
-    let (archived, compressed) = std::thread::scope(|s| {
-        let archiver = std::thread::Builder::new()
-            .name("cairn-layer-tar".into())
-            .spawn_scoped(s, move || -> Result<Option<sha2::Sha256>, Error> {
-                let sender = ChunkSender::new(replay, diff_id_at, tx, ret_rx);
+    let (archived, compressed, written) = std::thread::scope(|s| {
+        let spawned = |name: &str| std::thread::Builder::new().name(name.into());
+        let archiver = spawned("cairn-layer-tar")
+            .spawn_scoped(s, move || -> Result<sha2::Sha256, Error> {
+                let sender = ChunkSender::new(replay, tx, ret_rx);
                 let mut builder = Builder::new(sender);
                 let mut w = LayerWriter {
                     root: dir,
@@ -404,64 +397,130 @@ where
                 };
                 entries(&mut w)?;
                 builder.finish().ctx("finish tar", dir)?;
-                let mut sender = builder.into_inner().ctx("finish tar", dir)?;
-                sender.send().ctx("finish tar", dir)?;
-                Ok(sender.hasher)
+                let sender = builder.into_inner().ctx("finish tar", dir)?;
+                sender.finish().ctx("finish tar", dir)
             })
             .map_err(|e| Error::io("spawn layer thread", dir, e));
-        let archiver = match archiver {
-            Ok(a) => a,
-            Err(e) => return (Err(e), Err(pipeline_closed())),
-        };
-        let mut result = Ok(());
-        'chunks: for mut chunk in rx.iter() {
-            if let Some(h) = &mut diff_hasher {
-                h.update(chunk.bytes());
-            }
-            if !replay {
-                if let Err(e) = comp.write_all(chunk.bytes()) {
-                    result = Err(e);
-                    break 'chunks;
-                }
-            } else {
-                let mut at = 0;
-                for &len in &chunk.writes {
-                    if let Err(e) = comp.write_all(&chunk.data[at..at + len]) {
-                        result = Err(e);
-                        break 'chunks;
+        // `None`: the archiver stopped before the end of the tar stream.
+        let compressor = spawned("cairn-layer-compress").spawn_scoped(
+            s,
+            move || -> Result<(), Option<io::Error>> {
+                let mut comp = Compressor::new(OutSender::new(out_tx), opts)?;
+                let mut complete = false;
+                for msg in rx.iter() {
+                    let Some(mut chunk) = msg else {
+                        complete = true;
+                        break;
+                    };
+                    if !replay {
+                        comp.write_all(chunk.bytes())?;
+                    } else {
+                        let mut at = 0;
+                        for &len in &chunk.writes {
+                            comp.write_all(&chunk.data[at..at + len])?;
+                            at += len;
+                        }
                     }
-                    at += len;
+                    chunk.len = 0;
+                    chunk.writes.clear();
+                    let _ = ret_tx.try_send(chunk);
+                }
+                if !complete {
+                    return Err(None);
+                }
+                comp.finish()?.finish()?;
+                Ok(())
+            },
+        );
+        // This thread hashes the compressed stream and writes it to `out`. A
+        // write error drops `out_rx`, which stops the compressor, whose
+        // dropped `rx` stops the archiver; any other failure ends the stream.
+        let mut written = Ok(());
+        if compressor.is_ok() {
+            for buf in out_rx {
+                if let Err(e) = out.write_all(&buf) {
+                    written = Err(e);
+                    break;
                 }
             }
-            chunk.len = 0;
-            chunk.writes.clear();
-            let _ = ret_tx.try_send(chunk);
         }
-        // On a compressor error, dropping `rx` makes the archiver stop.
-        drop(rx);
-        let archived = archiver
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        (archived, result)
+        let compressed = match compressor {
+            Ok(c) => joined(c.join()),
+            Err(e) => Err(Some(e)),
+        };
+        let archived = match archiver {
+            Ok(a) => joined(a.join()),
+            Err(e) => Err(e),
+        };
+        (archived, compressed, written)
     });
-    // The compressor's error is the cause when both failed.
-    if let Err(e) = compressed {
-        return Err(Error::io("compress layer", dir, e));
+    // The first failure in the pipeline's order is the cause: output, then
+    // compression, then the tar stream (the others only saw a closed pipe).
+    written.ctx("write layer", dir)?;
+    match compressed {
+        Err(Some(e)) if archived.is_ok() || e.kind() != io::ErrorKind::BrokenPipe => {
+            return Err(Error::io("compress layer", dir, e));
+        }
+        _ => {}
     }
-    // Exactly one of the two threads hashed the tar stream.
-    let diff_hasher = archived?
-        .or(diff_hasher)
-        .ok_or_else(|| Error::io("hash layer", dir, io::Error::other("no diff_id hasher")))?;
+    let diff_hasher = archived?;
     let diff_id = crate::hash::sha256_digest_from_hex(&hex::encode(diff_hasher.finalize()));
-    let compressed = comp.finish().ctx("finish compression", dir)?;
-    let (mut buf, digest, size) = compressed.finish();
-    buf.flush().ctx("flush layer output", dir)?;
+    let (mut out, digest, size) = out.finish();
+    out.flush().ctx("flush layer output", dir)?;
     Ok(LayerInfo {
         digest,
         diff_id,
         size,
         media_type,
     })
+}
+
+/// A joined thread's result; its panic goes on in the caller.
+fn joined<T>(r: std::thread::Result<T>) -> T {
+    r.unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// The compressor's output: compressed bytes in buffers of [`OUT_BUF`] to the
+/// calling thread.
+struct OutSender {
+    buf: Vec<u8>,
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+}
+
+impl OutSender {
+    fn new(tx: std::sync::mpsc::SyncSender<Vec<u8>>) -> Self {
+        OutSender {
+            buf: Vec::with_capacity(OUT_BUF),
+            tx,
+        }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(OUT_BUF));
+        self.tx.send(full).map_err(|_| pipeline_closed())
+    }
+
+    /// Send what is left.
+    fn finish(mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.send()
+    }
+}
+
+impl Write for OutSender {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= OUT_BUF {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Where the tar builder writes. A sink may take file contents directly

@@ -477,7 +477,7 @@ fn a_file_that_shrinks_is_an_error_on_the_direct_path() {
     fs::write(&f, b"01234").unwrap();
     let (tx, rx) = std::sync::mpsc::sync_channel(8);
     let (_ret_tx, ret_rx) = std::sync::mpsc::sync_channel(1);
-    let mut sender = ChunkSender::new(false, DiffIdAt::Compressor, tx, ret_rx);
+    let mut sender = ChunkSender::new(false, tx, ret_rx);
     let mut file = fs::File::open(&f).unwrap();
     let err = sender.file_data(&mut file, meta.len()).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
@@ -496,6 +496,49 @@ fn walk_errors_reach_the_caller_through_the_prefetching_walker() {
         let err = write_layer(&missing, SourceKind::Plain, std::io::sink(), &opts).unwrap_err();
         assert!(
             matches!(&err, Error::Io { path, .. } if path == &missing),
+            "{compression:?}: {err}"
+        );
+    }
+}
+
+/// Accepts `left` bytes, then fails every write.
+struct FailingWriter {
+    left: usize,
+}
+
+impl std::io::Write for FailingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::other("disk full"));
+        }
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn an_output_error_stops_every_thread_and_is_the_reported_cause() {
+    let tmp = tempfile::tempdir().unwrap();
+    big_tree(tmp.path());
+    for compression in [
+        LayerCompression::Zstd { level: 1 },
+        LayerCompression::ParallelGzip,
+        LayerCompression::Gzip,
+    ] {
+        let opts = LayerOptions {
+            compression,
+            gzip_level: 1,
+            ..LayerOptions::default()
+        };
+        let out = FailingWriter { left: 100_000 };
+        let err = write_layer(tmp.path(), SourceKind::Plain, out, &opts).unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { op: "write layer", source, .. } if source.to_string() == "disk full"),
             "{compression:?}: {err}"
         );
     }
