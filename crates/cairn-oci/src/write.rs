@@ -335,15 +335,22 @@ impl Write for ChunkSender {
 /// Stream `dir` as a reproducible tar → gzip (or zstd) into `out`, computing
 /// the diff_id and compressed digest on the fly. See [`crate::layer_spec`].
 ///
-/// Two threads share the work: a scoped thread walks the tree and writes the
-/// tar stream into 1 MiB chunks (at most a few in flight), handing them to
-/// the calling thread, which compresses, hashes and writes to `out`. With
-/// zstd and parallel gzip the compression itself runs on their worker
-/// threads; a third thread then walks the tree and reads small files ahead
-/// (in batches), larger files are read straight into the chunks (no copy
-/// through the tar builder), and the calling thread also hashes the tar for
-/// the diff_id. Nothing is buffered beyond those chunks and
-/// the encoder's window; the output bytes do not depend on the thread split.
+/// A pipeline of scoped threads, each stage bounded:
+///
+/// 1. with zstd and parallel gzip, a **walker** lists the tree and reads
+///    files up to 64 KiB whole, in batches, a few batches ahead (trees of
+///    small files are bound by these system calls);
+/// 2. the **archiver** writes the tar stream into 1 MiB chunks (larger files
+///    read straight into them, not through the tar builder's copy) and
+///    hashes it for the diff_id — with single-stream gzip it also walks;
+/// 3. the **compressor** feeds the chunks to the encoder (zstd's and
+///    parallel gzip's own worker threads do the compressing);
+/// 4. the **calling thread** hashes the compressed stream and writes it to
+///    `out` (which need not be `Send`).
+///
+/// Nothing is buffered beyond a few chunks, batches and compressed buffers
+/// and the encoder's window; the output bytes do not depend on the thread
+/// split or the core count.
 pub fn write_layer(
     dir: &Path,
     kind: SourceKind,
