@@ -963,21 +963,15 @@ fn prefetch(root: &Path, tx: &std::sync::mpsc::SyncSender<Vec<Result<Walked, Err
     let mut batch = Vec::with_capacity(PREFETCH_BATCH_ENTRIES);
     let mut bytes = 0;
     for entry in sorted_walk(root) {
-        let item = walked(root, entry).and_then(|(full, rel, meta)| {
-            let small =
-                meta.file_type().is_file() && meta.len() <= PREFETCH_MAX_FILE && meta.nlink() == 1;
-            let pre = if small {
-                Some(pre_read(&full, meta.len())?)
-            } else {
-                None
-            };
-            Ok(Walked {
+        let item = match entry {
+            Ok(e) if e.file_type().is_file() => walked_file(root, &e),
+            other => walked(root, other).map(|(full, rel, meta)| Walked {
                 full,
                 rel,
                 meta,
-                pre,
-            })
-        });
+                pre: None,
+            }),
+        };
         let failed = item.is_err();
         if let Ok(Walked { pre: Some(p), .. }) = &item {
             bytes += p.data.len();
@@ -996,10 +990,46 @@ fn prefetch(root: &Path, tx: &std::sync::mpsc::SyncSender<Vec<Result<Walked, Err
     }
 }
 
-/// Read exactly `size` bytes of the regular file `full`, and its xattrs.
-fn pre_read(full: &Path, size: u64) -> Result<PreRead, Error> {
-    let mut file = open_source_file(full)?;
-    let xattrs = recorded_xattrs(full, Some(&file))?;
+/// An entry the directory listing says is a regular file: opened first and
+/// its metadata taken from the open file (`fstat`: one path lookup instead of
+/// two), read whole when it is small and has one link. When the open fails
+/// (the entry changed since the listing, or is unreadable) it goes the
+/// general way (`lstat`, then the archiver opens it and reports the error).
+fn walked_file(root: &Path, e: &walkdir::DirEntry) -> Result<Walked, Error> {
+    let general = || {
+        walked(root, Ok(e.clone())).map(|(full, rel, meta)| Walked {
+            full,
+            rel,
+            meta,
+            pre: None,
+        })
+    };
+    // O_NONBLOCK: never wait on a FIFO swapped in since the listing.
+    let Ok(mut file) = open_source_file_with(e.path(), rustix::fs::OFlags::NONBLOCK) else {
+        return general();
+    };
+    let full = e.path().to_path_buf();
+    let rel = full
+        .strip_prefix(root)
+        .expect("walkdir yields paths under its root")
+        .to_path_buf();
+    let meta = file.metadata().ctx("fstat", &full)?;
+    let pre = if meta.is_file() && meta.len() <= PREFETCH_MAX_FILE && meta.nlink() == 1 {
+        Some(pre_read(&full, &mut file, meta.len())?)
+    } else {
+        None
+    };
+    Ok(Walked {
+        full,
+        rel,
+        meta,
+        pre,
+    })
+}
+
+/// Read exactly `size` bytes of the open regular file `full`, and its xattrs.
+fn pre_read(full: &Path, file: &mut fs::File, size: u64) -> Result<PreRead, Error> {
+    let xattrs = recorded_xattrs(full, Some(file))?;
     let mut data = vec![0; usize::try_from(size).unwrap_or(usize::MAX)];
     let mut n = 0;
     while n < data.len() {
@@ -1027,11 +1057,16 @@ fn pre_read(full: &Path, size: u64) -> Result<PreRead, Error> {
 /// (the file's owner or `CAP_FOWNER`) so archiving does not dirty inodes
 /// with atime updates; retried without it on `EPERM`.
 fn open_source_file(full: &Path) -> Result<fs::File, Error> {
+    open_source_file_with(full, rustix::fs::OFlags::empty())
+}
+
+/// [`open_source_file`] with `extra` open flags.
+fn open_source_file_with(full: &Path, extra: rustix::fs::OFlags) -> Result<fs::File, Error> {
     use rustix::fs::OFlags;
     let open = |flags: OFlags| {
         fs::OpenOptions::new()
             .read(true)
-            .custom_flags(flags.bits() as i32)
+            .custom_flags((flags | extra).bits() as i32)
             .open(full)
     };
     match open(OFlags::NOFOLLOW | OFlags::NOATIME) {
