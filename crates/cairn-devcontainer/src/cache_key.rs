@@ -8,6 +8,7 @@
 //! "cairn-devcontainer-cache-v1"
 //! ["config", <devcontainer.json after substitution, canonical JSON>]
 //! ["dockerfile", "sha256:<hex of the Dockerfile bytes>" | null]
+//! ["context", "<tree digest of the build context>" | null]
 //! ["base", "<base image manifest digest>" | null]
 //! ["feature", "<reference as written>", "<resolved digest>", <options as written>]   (one per Feature, install order)
 //! ```
@@ -39,6 +40,9 @@ pub struct CacheKeyInput<'a> {
     pub config: &'a Value,
     /// The Dockerfile's bytes, for Dockerfile-based configs.
     pub dockerfile: Option<&'a [u8]>,
+    /// A digest of the Dockerfile's build context (what `COPY` may read), as the
+    /// caller computes it; `None` for image configs.
+    pub build_context: Option<&'a str>,
     /// The base image's manifest digest, when known.
     pub base_image_digest: Option<&'a str>,
     /// The Features in install order.
@@ -106,6 +110,7 @@ pub fn cache_key_input(input: &CacheKeyInput<'_>) -> String {
                 .dockerfile
                 .map(|d| format!("sha256:{}", hex::encode(Sha256::digest(d))))
         ])),
+        canonical_json(&serde_json::json!(["context", input.build_context])),
         canonical_json(&serde_json::json!(["base", input.base_image_digest])),
     ];
     for f in &input.features {
@@ -136,6 +141,7 @@ mod tests {
         CacheKeyInput {
             config,
             dockerfile,
+            build_context: dockerfile.map(|_| "sha256:cccc"),
             base_image_digest: Some("sha256:aaaa"),
             features: vec![KeyFeature {
                 user_id: "ghcr.io/devcontainers/features/node:1".into(),
@@ -167,6 +173,7 @@ mod tests {
                 "\"cairn-devcontainer-cache-v1\"\n",
                 "[\"config\",{\"features\":{},\"image\":\"debian\"}]\n",
                 "[\"dockerfile\",\"sha256:2e82491658394d2a150ac8f92efb200f230f6f97b7a6d5b7707893fa495c0b63\"]\n",
+                "[\"context\",\"sha256:cccc\"]\n",
                 "[\"base\",\"sha256:aaaa\"]\n",
                 "[\"feature\",\"ghcr.io/devcontainers/features/node:1\",\"ghcr.io/devcontainers/features/node@sha256:bbbb\",{\"nvm\":false,\"version\":\"18\"}]\n",
             )
@@ -174,7 +181,7 @@ mod tests {
         // Checked with `sha256sum` over the text above.
         assert_eq!(
             cache_key(&input(&cfg, Some(b"FROM debian\n"))),
-            "72092887db932d3065ec3601be0f057e4cd7ef6748a72ac751a5c2aa22c30f27"
+            "393f5b1abd48912afbc3d5ecf77d03d3f8b2911648393bdf3a1b58b59a41039c"
         );
     }
 
@@ -195,6 +202,10 @@ mod tests {
         let mut i = input(&a, None);
         i.base_image_digest = Some("sha256:cccc");
         assert_ne!(key, cache_key(&i));
+        let with_context = input(&a, Some(b"FROM x"));
+        let mut i = input(&a, Some(b"FROM x"));
+        i.build_context = Some("sha256:dddd");
+        assert_ne!(cache_key(&with_context), cache_key(&i));
         let mut i = input(&a, None);
         i.features[0].options = json!({"version": "20", "nvm": false});
         assert_ne!(key, cache_key(&i));

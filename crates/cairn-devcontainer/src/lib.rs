@@ -40,13 +40,14 @@
 //! a format version (`cairn-devcontainer-cache-v1`); the devcontainer.json
 //! document after substitution as canonical JSON (sorted keys, no
 //! whitespace — comments and formatting do not count); the SHA-256 of the
-//! Dockerfile's bytes (Dockerfile configs); the base image's manifest digest
-//! (`image` configs, or the Dockerfile's resolved `FROM` when the caller has
-//! it); and for every Feature in install order its reference as written,
-//! resolved digest and user options. Files in the build context other than
-//! the Dockerfile are not hashed (the same limit as Ona's prebuild cache);
-//! host-path substitutions (`${localWorkspaceFolder}`) make the key
-//! host-specific, which costs hits, never correctness.
+//! Dockerfile's bytes and a digest of its build context that the caller
+//! computes (Dockerfile configs: a changed `COPY` source is a miss, where
+//! Ona's prebuild hash, which leaves the context out, would reuse a stale
+//! image); the base image's manifest digest (`image` configs, or the
+//! Dockerfile's resolved `FROM`); and for every Feature in install order its
+//! reference as written, resolved digest and user options. Host-path
+//! substitutions (`${localWorkspaceFolder}`) make the key host-specific,
+//! which costs hits, never correctness.
 
 pub mod cache_key;
 pub mod config;

@@ -118,6 +118,7 @@ fn image_fixture_end_to_end() -> Result<(), Error> {
     let key = cache_key(&CacheKeyInput {
         config: &config.document,
         dockerfile: None,
+        build_context: None,
         base_image_digest: Some("sha256:1111"),
         features: features.clone(),
     });
@@ -128,6 +129,7 @@ fn image_fixture_end_to_end() -> Result<(), Error> {
         cache_key(&CacheKeyInput {
             config: &config.document,
             dockerfile: None,
+            build_context: None,
             base_image_digest: Some("sha256:1111"),
             features: changed
         })

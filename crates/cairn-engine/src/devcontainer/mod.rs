@@ -202,7 +202,11 @@ async fn prepare(opts: &DevcontainerOptions) -> Result<Prepared, Error> {
             defer_layers: true,
         },
     )?;
-    let resolved = resolve_all(&fetcher, &config.features).await?;
+    // The Features and the base, concurrently (a few manifest GETs each).
+    let (resolved, base) = tokio::try_join!(
+        resolve_all(&fetcher, &config.features),
+        base_facts(&config.base, &client, &opts.build.state),
+    )?;
     let lock = lockfile_for(&resolved.fetched, previous.as_ref());
     if opts.lockfile == LockfileMode::Frozen {
         check_frozen(&lock_path, previous.as_ref(), &lock)?;
@@ -211,12 +215,48 @@ async fn prepare(opts: &DevcontainerOptions) -> Result<Prepared, Error> {
     let fetched = resolved.features;
     let order = install_order(&nodes, &config.override_feature_install_order)?;
 
-    // The base.
-    let store = cairn_oci::ContentStore::open(opts.build.state.content())
+    // The config hash.
+    let context_digest = match &config.base {
+        Base::Dockerfile(b) => Some(context_digest(b)?),
+        Base::Image(_) => None,
+    };
+    let base_digest = base.digest.as_ref().map(|d| d.to_string());
+    let hash = cache_key(&CacheKeyInput {
+        config: &config.document,
+        dockerfile: base.dockerfile.as_ref().map(|(t, _, _)| t.as_bytes()),
+        build_context: context_digest.as_deref(),
+        base_image_digest: base_digest.as_deref(),
+        features: key_features(&nodes, &order),
+    });
+    Ok(Prepared {
+        config,
+        nodes,
+        fetched,
+        fetcher,
+        order,
+        base,
+        hash,
+        client,
+        scratch,
+        lock: {
+            let changed = previous.as_ref() != Some(&lock);
+            (lock_path, lock, changed)
+        },
+    })
+}
+
+/// What the Features stand on: the image config of `image`, or of the
+/// external image under the Dockerfile's target stage, and that stage's user.
+async fn base_facts(
+    config_base: &Base,
+    client: &Client,
+    state: &crate::StateDir,
+) -> Result<BaseFacts, Error> {
+    let store = cairn_oci::ContentStore::open(state.content())
         .map_err(Error::oci("open the content store"))?;
     let platform = crate::Platform::host();
     let resolve = |image: String| {
-        let (client, store, platform) = (&client, &store, &platform);
+        let (store, platform) = (&store, &platform);
         async move {
             let r: Reference = image
                 .parse()
@@ -224,7 +264,7 @@ async fn prepare(opts: &DevcontainerOptions) -> Result<Prepared, Error> {
             crate::pull::resolve(client, store, &r, platform).await
         }
     };
-    let base = match &config.base {
+    Ok(match config_base {
         Base::Image(image) => {
             let img = resolve(image.clone()).await?;
             BaseFacts {
@@ -257,39 +297,6 @@ async fn prepare(opts: &DevcontainerOptions) -> Result<Prepared, Error> {
                 dockerfile: Some((text, df.escape, found.stage_ref)),
             }
         }
-    };
-
-    // The config hash.
-    let context_digest = match &config.base {
-        Base::Dockerfile(b) => Some(context_digest(b)?),
-        Base::Image(_) => None,
-    };
-    let mut document = config.document.clone();
-    if let (Some(d), Value::Object(map)) = (&context_digest, &mut document) {
-        // Not a devcontainer.json property: the build context's content.
-        map.insert("$cairnBuildContext".into(), Value::String(d.clone()));
-    }
-    let base_digest = base.digest.as_ref().map(|d| d.to_string());
-    let hash = cache_key(&CacheKeyInput {
-        config: &document,
-        dockerfile: base.dockerfile.as_ref().map(|(t, _, _)| t.as_bytes()),
-        base_image_digest: base_digest.as_deref(),
-        features: key_features(&nodes, &order),
-    });
-    Ok(Prepared {
-        config,
-        nodes,
-        fetched,
-        fetcher,
-        order,
-        base,
-        hash,
-        client,
-        scratch,
-        lock: {
-            let changed = previous.as_ref() != Some(&lock);
-            (lock_path, lock, changed)
-        },
     })
 }
 
