@@ -16,7 +16,7 @@ fn mirror() -> String {
 
 /// Pushes a debootstrapped bookworm to the test registry and makes it `env.base`;
 /// `None` (with the reason printed) when it cannot be made here.
-fn with_debian_base(env: &mut Env) -> Option<()> {
+pub(crate) fn with_debian_base(env: &mut Env) -> Option<()> {
     if !is_root() {
         eprintln!("skipped: debootstrap needs root");
         return None;

@@ -777,3 +777,73 @@ fn ordinary_user_builds_the_same_dev_container_as_root() {
         "rootless and root dev containers differ"
     );
 }
+
+/// Real-world Features on a Debian base (debootstrap): one creates the remote
+/// user, the next runs `apt-get install` through the host network and sees that
+/// user's home (looked up at build time, after the first Feature ran).
+#[test]
+fn debian_features_add_a_user_and_apt_get_install() {
+    let mut env = Env::new();
+    if crate::debian::with_debian_base(&mut env).is_none() {
+        return;
+    }
+    let ws = env.path("ws");
+    let dc = ws.join(".devcontainer");
+    for (id, script) in [
+        (
+            "add-user",
+            "#!/bin/sh\nset -e\nuseradd --create-home --uid 1000 --shell /bin/sh \"$USERNAME\"\n",
+        ),
+        (
+            "tools",
+            "#!/bin/sh\nset -e\nexport DEBIAN_FRONTEND=noninteractive\napt-get update -qq\n\
+             apt-get install -y -qq --no-install-recommends jq >/dev/null\nrm -rf /var/lib/apt/lists/*\n\
+             printf '%s %s\\n' \"$_REMOTE_USER\" \"$_REMOTE_USER_HOME\" > /etc/tools-saw\n",
+        ),
+    ] {
+        let dir = dc.join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("devcontainer-feature.json"),
+            format!(
+                r#"{{"id": "{id}", "version": "1.0.0", "options": {{"username": {{"type": "string", "default": "vscode"}}}}}}"#
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.join("install.sh"), script).unwrap();
+    }
+    std::fs::write(
+        dc.join("devcontainer.json"),
+        format!(
+            r#"{{
+  "image": "{}",
+  "features": {{ "./tools": {{}}, "./add-user": {{}} }},
+  "overrideFeatureInstallOrder": ["./add-user"],
+  "remoteUser": "vscode"
+}}"#,
+            env.base
+        ),
+    )
+    .unwrap();
+    let unpacked = env.path("unpacked");
+    ok(&run(cairn_dev("build", &ws, &env.path("s"))
+        .args([
+            "--image-name",
+            &env.image("dev/debian:1"),
+            "--push",
+            "--unpack-to",
+        ])
+        .arg(&unpacked)));
+    assert!(unpacked.join("usr/bin/jq").is_file(), "jq installed");
+    assert_eq!(
+        read(&unpacked.join("etc/tools-saw")),
+        "vscode /home/vscode\n"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let home = std::fs::metadata(unpacked.join("home/vscode")).unwrap();
+    assert_eq!((home.uid(), home.gid()), (1000, 1000));
+    assert!(
+        !unpacked.join("var/lib/apt/lists/lock").exists(),
+        "the Feature's cleanup reached the layer"
+    );
+}
