@@ -118,8 +118,19 @@ struct BaseFacts {
     label: Option<String>,
     /// The image user before the Features.
     user: Option<String>,
-    /// Dockerfile configs: the text, its escape token and the target's stage ref.
-    dockerfile: Option<(String, char, String)>,
+    /// Dockerfile configs: the user's Dockerfile (`None`: an `image` config).
+    dockerfile: Option<DockerfileFacts>,
+}
+
+/// The user's Dockerfile, as the generated one extends it.
+#[derive(Debug, Clone)]
+struct DockerfileFacts {
+    /// Its text, as read.
+    text: String,
+    /// Its escape token.
+    escape: char,
+    /// How the appended stage names the target stage.
+    stage_ref: String,
 }
 
 /// Everything decided before a build.
@@ -223,7 +234,7 @@ async fn prepare(opts: &DevcontainerOptions) -> Result<Prepared, Error> {
     let base_digest = base.digest.as_ref().map(|d| d.to_string());
     let hash = cache_key(&CacheKeyInput {
         config: &config.document,
-        dockerfile: base.dockerfile.as_ref().map(|(t, _, _)| t.as_bytes()),
+        dockerfile: base.dockerfile.as_ref().map(|d| d.text.as_bytes()),
         build_context: context_digest.as_deref(),
         base_image_digest: base_digest.as_deref(),
         features: key_features(&nodes, &order),
@@ -294,7 +305,11 @@ async fn base_facts(
                     .user
                     .clone()
                     .or_else(|| img.as_ref().and_then(|i| i.config.config.user.clone())),
-                dockerfile: Some((text, df.escape, found.stage_ref)),
+                dockerfile: Some(DockerfileFacts {
+                    text,
+                    escape: df.escape,
+                    stage_ref: found.stage_ref,
+                }),
             }
         }
     })
@@ -441,16 +456,21 @@ pub async fn build(opts: &DevcontainerOptions) -> Result<DevcontainerResult, Err
         entries.push(feature_entry(&node.user_id, &node.metadata));
     }
     let label = build_label(p.base.label.as_deref(), &entries, config_entry(&p.config))?;
-    let (gen_base, escape) = match (&p.config.base, &p.base.dockerfile) {
-        (Base::Dockerfile(_), Some((text, escape, stage_ref))) => (
+    let (gen_base, escape) = match (&p.base.dockerfile, &p.config.base) {
+        (Some(d), _) => (
             generate::GenBase::Dockerfile {
-                text,
-                stage_ref: stage_ref.clone(),
+                text: &d.text,
+                stage_ref: d.stage_ref.clone(),
             },
-            *escape,
+            d.escape,
         ),
-        (Base::Image(image), _) => (generate::GenBase::Image(image), '\\'),
-        (Base::Dockerfile(_), None) => unreachable!("a Dockerfile base is read in prepare"),
+        (None, Base::Image(image)) => (generate::GenBase::Image(image), '\\'),
+        (None, Base::Dockerfile(b)) => {
+            return Err(Error::Usage(format!(
+                "{}: the Dockerfile was not read",
+                b.dockerfile.display()
+            )));
+        }
     };
     let ids: Vec<String> = steps.iter().map(|s| s.id.clone()).collect();
     let (text, run_lines) = generate::generate(&generate::Generation {
