@@ -23,6 +23,9 @@ pub struct BuildResult {
     pub layers: usize,
     /// References pushed, `name@digest`.
     pub pushed: Vec<String>,
+    /// A full cache hit: nothing was built; how long the recorded build took,
+    /// when the cache says.
+    pub cached: Option<Option<u64>>,
 }
 
 pub(crate) async fn finish(
@@ -136,6 +139,7 @@ pub(crate) async fn finish(
         config_digest,
         layers: st.layers.len(),
         pushed,
+        cached: None,
     })
 }
 
@@ -314,6 +318,7 @@ pub(crate) async fn from_cache(
         }
     }
     let mut pushed = Vec::new();
+    let mut saved = None;
     if deliver {
         if b.opts.push {
             for tag in &b.opts.tags {
@@ -348,9 +353,8 @@ pub(crate) async fn from_cache(
                 image.bytes.len() as u64,
             )?;
         }
-        b.opts
-            .progress
-            .line(&crate::plan::saved_line(cache.image_duration(key).await));
+        saved = cache.image_duration(key).await;
+        b.opts.progress.line(&crate::plan::saved_line(saved));
     }
     Ok(BuildResult {
         manifest_digest: image.digest.clone(),
@@ -358,5 +362,6 @@ pub(crate) async fn from_cache(
         config_digest: m.config.digest.clone(),
         layers: m.layers.len(),
         pushed,
+        cached: Some(saved),
     })
 }

@@ -384,6 +384,18 @@ fn image_config_with_features_end_to_end() {
             "step {step}: cached={cached}\n{err3}"
         );
     }
+
+    // A property that is in the config hash but not in the image (`name`):
+    // no pre-built image for the new hash, but the step cache has the whole
+    // image; the new hash is recorded, and the next build is a pre-built hit.
+    let cfg = ws.join(".devcontainer/devcontainer.json");
+    std::fs::write(&cfg, read(&cfg).replace("cairn test (image)", "renamed")).unwrap();
+    let (out4, err4) = ok(&run(cairn_dev("build", &ws, &env.path("s4")).args(args)));
+    assert!(!err4.contains("Using pre-built dev container"), "{err4}");
+    assert!(err4.contains("Using cached image"), "{err4}");
+    assert_eq!(digest_of(&out4), digest, "the same image");
+    let (_, err5) = ok(&run(cairn_dev("build", &ws, &env.path("s5")).args(args)));
+    assert!(err5.contains("Using pre-built dev container"), "{err5}");
 }
 
 /// Dockerfile config: the target stage is built with the context, the

@@ -546,14 +546,12 @@ pub async fn build(opts: &DevcontainerOptions) -> Result<DevcontainerResult, Err
     if b.push
         && let Some(name) = &opts.image_name
     {
-        record_duration(
-            &p.client,
-            &b.state,
-            name,
-            &p.hash,
-            duration.as_millis() as u64,
-        )
-        .await?;
+        // An image the step cache had whole took as long as its recorded build.
+        let ms = match result.cached {
+            Some(Some(recorded)) => recorded,
+            _ => duration.as_millis() as u64,
+        };
+        record_duration(&p.client, &b.state, name, &p.hash, ms).await?;
     }
     let unpacked = match &opts.unpack_to {
         Some(dest) => {
