@@ -76,6 +76,11 @@ pub struct DevBuildArgs {
     /// Print, per step, cache hit or miss and why.
     #[arg(long)]
     explain: bool,
+    /// Dry run: exit 0 and print `CAIRN_CACHED_IMAGE=REF@DIGEST` if the image
+    /// exists already (pre-built under the config hash, or whole in the step
+    /// cache), else fail. Builds and pushes nothing.
+    #[arg(long, conflicts_with_all = ["push", "unpack_to"])]
+    cached_only: bool,
     /// Network of the Features' install steps: `host` or `none`.
     #[arg(long, default_value = "host", value_parser = ["host", "none"])]
     network: String,
@@ -153,6 +158,7 @@ fn options(c: ConfigArgs, registries: &[String]) -> anyhow::Result<DevcontainerO
         lockfile,
         unpack_to: None,
         env_file: None,
+        cached_only: false,
         build,
     })
 }
@@ -207,6 +213,7 @@ pub fn run(cmd: DevcontainerCommand) -> anyhow::Result<()> {
             opts.image_name = image_name;
             opts.unpack_to = a.unpack_to;
             opts.env_file = a.env_file;
+            opts.cached_only = a.cached_only;
             let b = &mut opts.build;
             b.push = a.push;
             b.cache_repo = cache_repo;
@@ -225,9 +232,11 @@ pub fn run(cmd: DevcontainerCommand) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::msg)?;
             let result =
                 in_build_namespace(async { Ok(cairn_engine::devcontainer::build(&opts).await?) })?;
-            #[allow(clippy::print_stdout)]
-            {
-                println!("{}", result.manifest_digest);
+            if !opts.cached_only {
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{}", result.manifest_digest);
+                }
             }
             Ok(())
         }

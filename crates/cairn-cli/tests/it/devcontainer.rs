@@ -396,6 +396,41 @@ fn image_config_with_features_end_to_end() {
     assert_eq!(digest_of(&out4), digest, "the same image");
     let (_, err5) = ok(&run(cairn_dev("build", &ws, &env.path("s5")).args(args)));
     assert!(err5.contains("Using pre-built dev container"), "{err5}");
+
+    // --cached-only: a pre-built image is reported, nothing is built or pushed.
+    let dry = [
+        "--image-name",
+        &image,
+        "--cache-repo",
+        &cache,
+        "--cached-only",
+    ];
+    let before = tags_of(&env.image("dev/image"));
+    let (out6, _) = ok(&run(cairn_dev("build", &ws, &env.path("s6")).args(dry)));
+    assert!(
+        out6.contains(&format!(
+            "CAIRN_CACHED_IMAGE={}@{digest}",
+            env.image("dev/image")
+        )),
+        "{out6}"
+    );
+    // An option never built: neither the config hash nor the step cache has it.
+    let err7 = failed(&run(cairn_dev("build", &ws, &env.path("s7"))
+        .args(dry)
+        .env("CAIRN_TEST_GREETING", "never built")));
+    assert!(err7.contains("cached"), "{err7}");
+    let err8 = failed(&run(cairn_dev("build", &ws, &env.path("s8"))
+        .args(["--image-name", &image, "--cached-only"])
+        .env("CAIRN_TEST_GREETING", "never built")));
+    assert!(
+        err8.contains("no pre-built image for config hash"),
+        "{err8}"
+    );
+    assert_eq!(
+        tags_of(&env.image("dev/image")),
+        before,
+        "a dry run pushes nothing"
+    );
 }
 
 /// Dockerfile config: the target stage is built with the context, the

@@ -86,6 +86,11 @@ pub struct DevcontainerOptions {
     /// Where the image's environment goes with `--unpack-to` (default: see
     /// [`crate::unpack`]).
     pub env_file: Option<PathBuf>,
+    /// Dry run (`--cached-only`, envbuilder's "get cached image"): succeed only
+    /// when the image exists already — pre-built under the config hash, or whole
+    /// in the step cache — printing `CAIRN_CACHED_IMAGE=REF@DIGEST`; build and
+    /// push nothing.
+    pub cached_only: bool,
     /// Engine options (state, caches, credentials, compression, progress, `push`).
     /// The Dockerfile, context, build args, target and tags are set from the
     /// config.
@@ -407,7 +412,27 @@ pub async fn build(opts: &DevcontainerOptions) -> Result<DevcontainerResult, Err
     if let Some(name) = &opts.image_name
         && let Some((found, saved)) = prebuilt(&p.client, name, &p.hash).await?
     {
+        if opts.cached_only {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("CAIRN_CACHED_IMAGE={}@{}", name.name(), found.digest);
+            }
+            return Ok(DevcontainerResult {
+                config_hash: p.hash,
+                prebuilt: true,
+                manifest_digest: found.digest,
+                pushed: Vec::new(),
+                unpacked: None,
+            });
+        }
         return use_prebuilt(opts, p, name, found, saved).await;
+    }
+    if opts.cached_only && b.cache_repo.is_none() && b.layer_cache_dir.is_none() {
+        return Err(Error::Usage(format!(
+            "--cached-only: no pre-built image for config hash {} and no step cache \
+             (--cache-repo) to look in",
+            p.hash
+        )));
     }
 
     // Build: one named context per Feature, a generated Dockerfile. The
@@ -511,6 +536,10 @@ pub async fn build(opts: &DevcontainerOptions) -> Result<DevcontainerResult, Err
         }
     }
     build.dockerfile_text = Some(text);
+    build.cached_only = opts.cached_only;
+    if opts.cached_only {
+        build.push = false;
+    }
     build.named_contexts = contexts;
     build.target = None;
     build.tags = Vec::new();
@@ -526,21 +555,29 @@ pub async fn build(opts: &DevcontainerOptions) -> Result<DevcontainerResult, Err
             dest: layout.clone(),
         });
     }
-    let result = crate::build(&build).await.map_err(|e| match e {
-        Error::StepFailed { line, .. } | Error::Sandbox { line, .. }
-            if run_lines.contains(&line) =>
-        {
-            let n = run_lines
-                .iter()
-                .position(|l| *l == line)
-                .expect("contained");
-            Error::FeatureInstall {
+    let result = crate::build(&build).await.map_err(|e| {
+        let line = match &e {
+            Error::StepFailed { line, .. } | Error::Sandbox { line, .. } => Some(*line),
+            _ => None,
+        };
+        match line.and_then(|l| run_lines.iter().position(|r| *r == l)) {
+            Some(n) => Error::FeatureInstall {
                 feature: ids[n].clone(),
                 source: Box::new(e),
-            }
+            },
+            None => e,
         }
-        e => e,
     })?;
+    if opts.cached_only {
+        // The engine found the whole image in the step cache (and said so).
+        return Ok(DevcontainerResult {
+            config_hash: p.hash,
+            prebuilt: false,
+            manifest_digest: result.manifest_digest,
+            pushed: Vec::new(),
+            unpacked: None,
+        });
+    }
     let duration = started.elapsed();
     write_lockfile(opts, &p)?;
     if b.push
