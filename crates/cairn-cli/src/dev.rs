@@ -123,6 +123,7 @@ pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
                 explain: false,
                 pull_credentials: Default::default(),
                 push_credentials: Default::default(),
+                snapshotter: Default::default(),
             };
             let started = std::time::Instant::now();
             let result = cairn_engine::build(&opts).await?;

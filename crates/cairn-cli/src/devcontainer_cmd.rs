@@ -148,6 +148,7 @@ fn options(c: ConfigArgs, registries: &[String]) -> anyhow::Result<DevcontainerO
         explain: false,
         pull_credentials,
         push_credentials,
+        snapshotter: Default::default(),
     };
     Ok(DevcontainerOptions {
         workspace_folder: c.workspace_folder,

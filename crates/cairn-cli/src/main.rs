@@ -189,6 +189,12 @@ struct BuildArgs {
     /// Kill a RUN step (and fail the build) after this many seconds.
     #[arg(long, value_name = "SECONDS")]
     step_timeout: Option<f64>,
+    /// How a step's changes become its layer: `overlay` (its overlay upper dir),
+    /// `walk` (a copy of its root compared with its parent: for systems without
+    /// overlayfs in a user namespace, such as cairn inside a container; slower,
+    /// the same layers) or `auto` (overlay if a probe overlay mounts, else walk).
+    #[arg(long, value_name = "auto|overlay|walk", default_value = "auto")]
+    snapshotter: String,
     /// Upper bound of every timestamp written into the image.
     #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
     source_date_epoch: u64,
@@ -380,6 +386,8 @@ fn build_options(a: BuildArgs, extra_outputs: Vec<Output>) -> anyhow::Result<Bui
         explain: a.explain,
         pull_credentials,
         push_credentials,
+        snapshotter: cairn_engine::Snapshotter::parse(&a.snapshotter)
+            .map_err(|e| anyhow::anyhow!("--snapshotter: {e}"))?,
         step_timeout: a
             .step_timeout
             .map(std::time::Duration::try_from_secs_f64)

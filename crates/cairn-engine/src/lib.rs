@@ -36,12 +36,13 @@ mod stage;
 mod state;
 mod time;
 mod unpack;
+mod walk;
 
 pub use cache::{ENTRY_ANNOTATION, EntryMeta};
 pub use error::Error;
 pub use export::BuildResult;
 pub use keys::{KEY_SCHEME, StepKey};
-pub use options::{BuildOptions, LayerCompression, Output, SecretSource};
+pub use options::{BuildOptions, LayerCompression, Output, SecretSource, Snapshotter};
 pub use platform::Platform;
 pub use progress::{PlainProgress, Progress};
 pub use state::StateDir;

@@ -133,6 +133,35 @@ impl SecretSource {
     }
 }
 
+/// How a step's changes become its layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Snapshotter {
+    /// `Overlay` when a probe overlay mounts in the build namespace (once per
+    /// build), else `Walk` with a notice.
+    #[default]
+    Auto,
+    /// The step's root is an overlay; its upper dir is the layer.
+    Overlay,
+    /// For systems without overlayfs in a user namespace (cairn inside a
+    /// container): the step runs in a copy of its flattened parent root and the
+    /// layer is the difference of the two trees. Slower; the same layers.
+    Walk,
+}
+
+impl Snapshotter {
+    /// `auto`, `overlay` or `walk`.
+    pub fn parse(s: &str) -> Result<Snapshotter, String> {
+        match s {
+            "auto" => Ok(Snapshotter::Auto),
+            "overlay" => Ok(Snapshotter::Overlay),
+            "walk" => Ok(Snapshotter::Walk),
+            other => Err(format!(
+                "unknown snapshotter `{other}` (expected auto, overlay or walk)"
+            )),
+        }
+    }
+}
+
 /// Everything a build needs to know.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -198,4 +227,6 @@ pub struct BuildOptions {
     pub pull_credentials: cairn_registry::CredentialSource,
     /// Credentials for writing (pushes, cache entries); never used to read.
     pub push_credentials: cairn_registry::CredentialSource,
+    /// How steps' layers are taken (`--snapshotter`).
+    pub snapshotter: Snapshotter,
 }

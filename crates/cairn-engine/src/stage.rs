@@ -33,6 +33,9 @@ pub(crate) enum Lower {
     Dir(PathBuf),
     /// A base image, unpacked on first use.
     Image(Arc<BaseImage>),
+    /// A complete root made by the walk snapshotter (a step's copy): everything
+    /// below it is in it already.
+    Flat(PathBuf),
     /// A layer from the cache, applied on first use.
     Cached {
         /// The key of the step that made it.
@@ -109,7 +112,9 @@ pub(crate) struct Build<'a> {
     /// ADD URLs downloaded in this build.
     pub downloads: tokio::sync::Mutex<HashMap<String, PathBuf>>,
     /// Unpacked lowers, by image manifest digest or cache key.
-    unpacked: tokio::sync::Mutex<HashMap<String, PathBuf>>,
+    pub(crate) unpacked: tokio::sync::Mutex<HashMap<String, PathBuf>>,
+    /// Whether steps use the walk snapshotter (decided on first use).
+    pub(crate) walk: std::sync::OnceLock<bool>,
     /// Steps seen by the planning pass, in order.
     pub planned: std::sync::Mutex<Vec<PlannedStep>>,
     /// Cache entries found for planned keys.
@@ -297,6 +302,7 @@ impl<'a> Build<'a> {
             started: Instant::now(),
             images: tokio::sync::Mutex::new(HashMap::new()),
             unpacked: tokio::sync::Mutex::new(HashMap::new()),
+            walk: std::sync::OnceLock::new(),
             downloads: tokio::sync::Mutex::new(HashMap::new()),
             planned: std::sync::Mutex::new(Vec::new()),
             hits: std::sync::OnceLock::new(),
@@ -548,6 +554,10 @@ impl<'a> Build<'a> {
         } else {
             vec![Lower::Image(self.image(from, line).await?)]
         };
+        if self.walk_mode() {
+            // One flat directory: bound into the step, no overlay.
+            return Ok(vec![self.flatten(&lowers, line).await?]);
+        }
         self.materialize(&lowers, line).await
     }
 
@@ -555,6 +565,11 @@ impl<'a> Build<'a> {
     /// layers (each on top of the ones below it), once per build; returns them
     /// topmost first.
     pub async fn materialize(&self, lowers: &[Lower], line: usize) -> Result<Vec<PathBuf>, Error> {
+        // A flat root holds everything below it.
+        let lowers = match lowers.iter().position(|l| matches!(l, Lower::Flat(_))) {
+            Some(i) => &lowers[..=i],
+            None => lowers,
+        };
         // Download every cached layer this needs at once; apply them in order below.
         let wanted: Vec<(&StepKey, &LayerRecord, usize)> = {
             let memo = self.unpacked.lock().await;
@@ -578,7 +593,7 @@ impl<'a> Build<'a> {
         let mut dirs: Vec<PathBuf> = Vec::new(); // bottom first
         for lower in lowers.iter().rev() {
             let dir = match lower {
-                Lower::Dir(p) => p.clone(),
+                Lower::Dir(p) | Lower::Flat(p) => p.clone(),
                 Lower::Image(img) => {
                     let id = img.manifest_digest.to_string();
                     let mut memo = self.unpacked.lock().await;
@@ -614,7 +629,7 @@ impl<'a> Build<'a> {
     }
 
     /// Downloads (verified) a cached layer's blob into the store, unless it is there.
-    async fn fetch_cached(
+    pub(crate) async fn fetch_cached(
         &self,
         key: &StepKey,
         layer: &LayerRecord,
@@ -655,6 +670,7 @@ impl<'a> Build<'a> {
         let blob = self.store.blob_path(&digest);
         let spec = StepSpec {
             lowers: below.iter().rev().cloned().collect(),
+            root_dir: None,
             dirs: StepDirs::under(&dir),
             hostname: "cairn".into(),
             network: Network::None,
@@ -910,26 +926,44 @@ impl<'a> Build<'a> {
             self.stats.misses.fetch_add(1, Ordering::Relaxed);
         }
         let started = Instant::now();
-        let lowers = self.materialize(&st.lowers, site.line).await?;
+        let sandbox_err = |source| Error::Sandbox {
+            file: self.df.file_name.clone(),
+            line: site.line,
+            source: Box::new(source),
+        };
+        let walk = self.walk_mode();
+        let (lowers, walk_dirs) = if walk {
+            let parent = self.flatten(&st.lowers, site.line).await?;
+            let child = self.walk_copy(&parent, site.line)?;
+            (Vec::new(), Some((parent, child)))
+        } else {
+            (self.materialize(&st.lowers, site.line).await?, None)
+        };
         let dir = self.scratch_dir("step")?;
         let spec = StepSpec {
             lowers,
+            root_dir: walk_dirs.as_ref().map(|(_, child)| child.clone()),
             dirs: StepDirs::under(&dir),
             hostname: "cairn".into(),
             network,
             inputs,
             action,
         };
+        let walk_root = match walk_dirs {
+            Some((parent, child)) => Some(crate::walk::WalkRoot::prepare(
+                &spec,
+                parent,
+                child,
+                &sandbox_err,
+            )?),
+            None => None,
+        };
         let log = |_s: cairn_sandbox::Stream, line: &str| {
             self.opts.progress.line(&format!("  {label} | {line}"));
         };
         let outcome = cairn_sandbox::run_step(&spec, &log, self.opts.step_timeout)
             .await
-            .map_err(|source| Error::Sandbox {
-                file: self.df.file_name.clone(),
-                line: site.line,
-                source: Box::new(source),
-            })?;
+            .map_err(sandbox_err)?;
         let failed = match outcome {
             StepOutcome::Exited(0) => None,
             StepOutcome::Exited(c) => Some(format!("exit code {c}")),
@@ -947,24 +981,49 @@ impl<'a> Build<'a> {
                 outcome,
             });
         }
-        // Only the upper dir is kept: it is the next step's lower.
+        // Only the upper dir is kept (the walk's copy instead, in walk mode): it
+        // is the next step's lower.
         remove_step_scratch(&spec.dirs)?;
         let upper = spec.dirs.upper.clone();
-        let layer =
-            if cairn_oci::layer_is_empty(&upper).map_err(Error::oci("read the step's changes"))? {
+        let made = match walk_root {
+            Some(w) => {
+                remove_all(&upper).map_err(|e| Error::io("remove", &upper, e))?;
+                let (parent, child, recreated) = w.finish(&sandbox_err)?;
+                let empty = tokio::task::block_in_place(|| {
+                    cairn_oci::diff_is_empty(&parent, &child, &recreated)
+                })
+                .map_err(Error::oci("compare the step's root with its parent"))?;
+                if empty {
+                    remove_all(&child).map_err(|e| Error::io("remove", &child, e))?;
+                    None
+                } else {
+                    let layer = self.write_layer(&child, Some((&parent, &recreated)))?;
+                    Some((layer, Lower::Flat(child)))
+                }
+            }
+            None if cairn_oci::layer_is_empty(&upper)
+                .map_err(Error::oci("read the step's changes"))? =>
+            {
+                None
+            }
+            None => Some((self.write_layer(&upper, None)?, Lower::Dir(upper))),
+        };
+        let layer = match made {
+            None => {
                 st.config.history.push(History {
                     empty_layer: Some(true),
                     ..history.clone()
                 });
                 None
-            } else {
-                let layer = self.write_layer(&upper)?;
+            }
+            Some((layer, lower)) => {
                 st.config.rootfs.diff_ids.push(layer.diff_id.clone());
                 st.layers.push(layer.clone());
                 st.config.history.push(history.clone());
-                st.lowers.insert(0, Lower::Dir(upper));
+                st.lowers.insert(0, lower);
                 Some(layer)
-            };
+            }
+        };
         if let Some(cache) = &self.cache {
             let meta = EntryMeta {
                 scheme: "cairn-cache-entry/v1".into(),
@@ -1000,7 +1059,13 @@ impl<'a> Build<'a> {
         Ok(())
     }
 
-    fn write_layer(&self, upper: &Path) -> Result<LayerDesc, Error> {
+    /// The layer of an overlay upper dir, or (`diff`: the parent tree and the
+    /// recreated directories) of a walk step's root.
+    fn write_layer(
+        &self,
+        upper: &Path,
+        diff: Option<(&Path, &std::collections::HashSet<PathBuf>)>,
+    ) -> Result<LayerDesc, Error> {
         let opts = LayerOptions {
             source_date_epoch: self.opts.source_date_epoch,
             gzip_level: self.opts.compression.level,
@@ -1010,12 +1075,12 @@ impl<'a> Build<'a> {
         let mut info = None;
         let (digest, size) = tokio::task::block_in_place(|| {
             self.store.write_blob(|w| {
-                info = Some(cairn_oci::write_layer(
-                    upper,
-                    SourceKind::OverlayUpper,
-                    w,
-                    &opts,
-                )?);
+                info = Some(match diff {
+                    Some((parent, recreated)) => {
+                        cairn_oci::write_diff_layer_with(parent, upper, w, &opts, recreated)?
+                    }
+                    None => cairn_oci::write_layer(upper, SourceKind::OverlayUpper, w, &opts)?,
+                });
                 Ok(())
             })
         })

@@ -40,7 +40,7 @@ pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use error::Error;
 pub use hash::{HashingWriter, canonical_json, sha256_digest, sha256_digest_from_hex};
 pub use manifest::{BlobRef, ImageFormat, IndexEntry, Platform, image_index, image_manifest};
-pub use snapshot::write_diff_layer;
+pub use snapshot::{diff_is_empty, write_diff_layer, write_diff_layer_with};
 pub use store::{ContentStore, write_oci_layout};
 pub use write::{
     LayerCompression, LayerInfo, LayerOptions, SourceKind, layer_is_empty, write_layer,

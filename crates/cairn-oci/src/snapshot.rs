@@ -2,10 +2,13 @@
 //! and a child rootfs directory, for systems without overlayfs (where there is
 //! no upper dir to take the layer from).
 //!
-//! This is the library piece only: [`write_diff_layer`] compares two trees and
-//! writes the layer. Nothing in the engine or the sandbox calls it yet; using
-//! it as a runtime fallback (and keeping sandbox-injected files out of the
-//! child tree) is the engine's decision.
+//! [`write_diff_layer`] compares two trees and writes the layer. The engine's
+//! walk snapshotter (`cairn build --snapshotter walk`, or `auto` where no
+//! overlay can be mounted) runs each step in a copy of its parent tree and
+//! calls [`write_diff_layer_with`], naming the directories the step removed
+//! and created again (the copy's inodes tell), so that the layer is the one
+//! an overlay upper dir gives for the same step; it also keeps the sandbox's
+//! mount-point stubs out of the child tree.
 //!
 //! # What is compared
 //!
@@ -36,9 +39,14 @@
 //!   links is written, all its paths in the child are, the first as the file
 //!   and the others as hardlinks to it, so the links survive application.
 //!
+//! * a directory named in `recreated` ([`write_diff_layer_with`]: deleted and
+//!   made again, as by `rm -rf d && mkdir d`) is written as an overlay upper
+//!   holds it: the directory, its opaque marker, then all its contents, with
+//!   no whiteouts for what it had before.
+//!
 //! Sockets are skipped (as by [`crate::write_layer`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
@@ -59,7 +67,20 @@ pub fn write_diff_layer(
     out: impl Write,
     opts: &LayerOptions,
 ) -> Result<LayerInfo, Error> {
-    let items = changes(parent, child)?;
+    write_diff_layer_with(parent, child, out, opts, &HashSet::new())
+}
+
+/// [`write_diff_layer`], with `recreated` the directories (paths relative to
+/// the roots) that are directories in both trees but were deleted and made
+/// again in the child: each is written opaque (see the module docs).
+pub fn write_diff_layer_with(
+    parent: &Path,
+    child: &Path,
+    out: impl Write,
+    opts: &LayerOptions,
+    recreated: &HashSet<PathBuf>,
+) -> Result<LayerInfo, Error> {
+    let items = changes(parent, child, recreated)?;
     write_entries(child, SourceKind::Plain, out, opts, |w| {
         for (comps, item) in &items {
             let rel: PathBuf = comps.iter().collect();
@@ -101,9 +122,24 @@ enum Item {
 /// layer order: a directory right before its children, `a/`, `a/x`, `a-b`.
 type Key = Vec<OsString>;
 
+/// Whether `child` is `parent` unchanged: the layer
+/// [`write_diff_layer_with`] would write has no entry.
+pub fn diff_is_empty(
+    parent: &Path,
+    child: &Path,
+    recreated: &HashSet<PathBuf>,
+) -> Result<bool, Error> {
+    Ok(changes(parent, child, recreated)?.is_empty())
+}
+
 /// Everything the layer must hold, in layer order.
-fn changes(parent: &Path, child: &Path) -> Result<BTreeMap<Key, Item>, Error> {
+fn changes(
+    parent: &Path,
+    child: &Path,
+    recreated: &HashSet<PathBuf>,
+) -> Result<BTreeMap<Key, Item>, Error> {
     let mut cmp = Compare {
+        recreated,
         items: BTreeMap::new(),
         links: HashMap::new(),
         buf_p: vec![0; 64 * 1024],
@@ -140,7 +176,8 @@ fn changes(parent: &Path, child: &Path) -> Result<BTreeMap<Key, Item>, Error> {
     Ok(cmp.items)
 }
 
-struct Compare {
+struct Compare<'r> {
+    recreated: &'r HashSet<PathBuf>,
     items: BTreeMap<Key, Item>,
     /// (dev, ino) of child non-directories with several links → their paths.
     links: HashMap<(u64, u64), Vec<Key>>,
@@ -166,7 +203,7 @@ fn lstat_opt(path: &Path) -> Result<Option<Metadata>, Error> {
     }
 }
 
-impl Compare {
+impl Compare<'_> {
     /// Compare child directory `c` with parent directory `p` (`None`: the
     /// parent has no directory here, everything in `c` is new).
     fn dir(&mut self, p: Option<&Path>, c: &Path, key: &mut Key) -> Result<(), Error> {
@@ -228,6 +265,15 @@ impl Compare {
                 if ct.is_dir() {
                     self.dir(None, cf, key)?;
                 }
+            }
+            Some(_)
+                if ct.is_dir()
+                    && !self.recreated.is_empty()
+                    && self.recreated.contains(&key.iter().collect::<PathBuf>()) =>
+            {
+                // Deleted and made again: opaque, as in an overlay upper.
+                self.items.insert(key.clone(), Item::Entry { opaque: true });
+                self.dir(None, cf, key)?;
             }
             Some((pf, pm)) if ct.is_dir() && pm.is_dir() => {
                 if self.differs(pf, pm, cf, cm)? {

@@ -24,6 +24,12 @@
 //! decides the id mappings and [`plan::mount_plan`] lists every mount of a step; both are
 //! unit-tested without privileges. [`apply`] and [`userns`] carry the plans out.
 //! The only `unsafe` (fork, unshare) is in `cairn-sys`.
+//!
+//! # Without overlayfs
+//! Where no overlay can be mounted in the build namespace (cairn in a container),
+//! the engine's walk snapshotter gives a step a flattened copy of its root as
+//! [`StepSpec::root_dir`]: the plan then binds that directory as `/` instead of
+//! mounting an overlay; [`walk`] has the probe, the copy and the mount-point stubs.
 
 pub mod apply;
 pub mod builtin;
@@ -35,6 +41,7 @@ mod run;
 pub mod spec;
 pub mod userns;
 pub mod users;
+pub mod walk;
 
 pub use error::Error;
 pub use helper::{HELPER_ENV, init_if_helper};

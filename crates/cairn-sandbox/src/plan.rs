@@ -115,6 +115,67 @@ pub fn scaffold_entries(spec: &StepSpec) -> (Vec<String>, Vec<String>) {
     (dirs, files)
 }
 
+/// A mount-point stub the engine creates in a walk snapshotter's root before the
+/// step (and removes after it, unless the step made it its own): see
+/// [`stub_plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stub {
+    /// Path relative to the root.
+    pub path: String,
+    /// A directory (else an empty file).
+    pub dir: bool,
+}
+
+/// What a path of the root is, as [`stub_plan`] needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Nothing there.
+    Missing,
+    /// A directory (not a symlink to one).
+    Dir,
+    /// Anything else: a file, a symlink, a device.
+    Other,
+}
+
+/// The stubs a walk snapshotter's root needs: every [`scaffold_entries`] path and
+/// its parents that `existing` says are missing, parents first, each once. An
+/// entry below a non-directory (a symlink above all) gets no stub: the stub would
+/// be created through the link, and the mount that needs it is refused anyway
+/// (as with an overlay root).
+pub fn stub_plan(spec: &StepSpec, existing: &dyn Fn(&str) -> Existing) -> Vec<Stub> {
+    let (dirs, files) = scaffold_entries(spec);
+    let mut out: Vec<Stub> = Vec::new();
+    let entries = dirs
+        .into_iter()
+        .map(|d| (d, true))
+        .chain(files.into_iter().map(|f| (f, false)));
+    'entry: for (entry, is_dir) in entries {
+        let parts: Vec<&str> = entry.split('/').filter(|c| !c.is_empty()).collect();
+        let mut planned = Vec::new();
+        for i in 0..parts.len() {
+            let path = parts[..=i].join("/");
+            let last = i + 1 == parts.len();
+            if let Some(s) = out.iter().find(|s| s.path == path) {
+                if !s.dir && !last {
+                    continue 'entry;
+                }
+                continue;
+            }
+            match existing(&path) {
+                Existing::Dir => {}
+                Existing::Other if last => {}
+                Existing::Other => continue 'entry,
+                Existing::Missing => planned.push(Stub {
+                    path,
+                    dir: !last || is_dir,
+                }),
+            }
+        }
+        out.extend(planned);
+    }
+    out
+}
+
 /// The empty directory that pads a one-layer read-only overlay.
 pub fn empty_lower(spec: &StepSpec) -> PathBuf {
     spec.dirs.staging.join("empty")
@@ -124,15 +185,26 @@ pub fn empty_lower(spec: &StepSpec) -> PathBuf {
 pub fn mount_plan(spec: &StepSpec) -> Vec<MountOp> {
     let root = &spec.dirs.rootfs;
     let at = |p: &str| -> PathBuf { root.join(p) };
-    let mut lowers = spec.lowers.clone();
-    lowers.push(spec.dirs.scaffold.clone());
-    let mut ops = vec![
-        MountOp::Overlay {
-            lowers,
-            upper: spec.dirs.upper.clone(),
-            work: spec.dirs.work.clone(),
+    let root_op = match &spec.root_dir {
+        // Walk snapshotter: the flattened copy itself is the root.
+        Some(dir) => MountOp::Bind {
+            source: dir.clone(),
             target: root.clone(),
+            readonly: false,
         },
+        None => {
+            let mut lowers = spec.lowers.clone();
+            lowers.push(spec.dirs.scaffold.clone());
+            MountOp::Overlay {
+                lowers,
+                upper: spec.dirs.upper.clone(),
+                work: spec.dirs.work.clone(),
+                target: root.clone(),
+            }
+        }
+    };
+    let mut ops = vec![
+        root_op,
         MountOp::Proc { target: at("proc") },
         MountOp::Tmpfs {
             target: at("dev"),
@@ -215,6 +287,14 @@ pub fn mount_plan(spec: &StepSpec) -> Vec<MountOp> {
                     readonly,
                 },
             }),
+            // Walk snapshotter: a flattened root needs no overlay (nor overlayfs).
+            InputSource::Layers(layers) if layers.len() == 1 && spec.root_dir.is_some() => ops
+                .push(MountOp::BindBeneath {
+                    root: layers[0].clone(),
+                    subpath: input.subpath.clone().unwrap_or_else(|| ".".into()),
+                    target,
+                    readonly: true,
+                }),
             InputSource::Layers(layers) => {
                 let view = spec.dirs.staging.join(n.to_string());
                 let mut lowers = layers.clone();
@@ -248,6 +328,7 @@ mod tests {
     fn spec(context: bool) -> StepSpec {
         StepSpec {
             lowers: vec!["/s/l2".into(), "/s/l1".into()],
+            root_dir: None,
             dirs: StepDirs::under(Path::new("/s/step")),
             hostname: "h".into(),
             network: Network::Host,
@@ -289,6 +370,97 @@ mod tests {
         }));
         let (dirs, _) = scaffold_entries(&s);
         assert!(dirs.contains(&"mnt".to_string()));
+    }
+
+    #[test]
+    fn walk_root_is_a_bind_of_the_flat_dir_and_one_layer_inputs_are_bound() {
+        let mut s = spec(true);
+        s.root_dir = Some("/s/flat".into());
+        s.inputs.push(Input {
+            source: InputSource::Layers(vec!["/s/other-flat".into()]),
+            subpath: Some("/out".into()),
+            target: "/mnt".into(),
+            is_file: false,
+            readonly: true,
+        });
+        let ops = mount_plan(&s);
+        assert_eq!(
+            ops[0],
+            MountOp::Bind {
+                source: "/s/flat".into(),
+                target: "/s/step/rootfs".into(),
+                readonly: false,
+            }
+        );
+        assert!(
+            !ops.iter()
+                .any(|o| matches!(o, MountOp::Overlay { .. } | MountOp::OverlayRo { .. })),
+            "no overlayfs in walk mode: {ops:?}"
+        );
+        assert!(ops.contains(&MountOp::BindBeneath {
+            root: "/s/other-flat".into(),
+            subpath: "/out".into(),
+            target: "/s/step/rootfs/mnt".into(),
+            readonly: true,
+        }));
+        assert!(matches!(ops.last(), Some(MountOp::PivotRoot { .. })));
+        // Several layers still need a (read-only) overlay.
+        s.inputs[1].source = InputSource::Layers(vec!["/a".into(), "/b".into()]);
+        assert!(
+            mount_plan(&s)
+                .iter()
+                .any(|o| matches!(o, MountOp::OverlayRo { .. }))
+        );
+    }
+
+    #[test]
+    fn stubs_only_for_missing_mount_points_parents_first() {
+        let s = spec(true);
+        // An image with /proc, /dev and /etc (no hosts file) and a /tmp symlink.
+        let existing = |p: &str| match p {
+            "proc" | "dev" | "etc" | "sys" => Existing::Dir,
+            "etc/resolv.conf" | "tmp" => Existing::Other,
+            _ => Existing::Missing,
+        };
+        let plan = stub_plan(&s, &existing);
+        let stub = |path: &str, dir| Stub {
+            path: path.into(),
+            dir,
+        };
+        assert_eq!(
+            plan,
+            [
+                stub(".cairn-in", true),
+                stub(".cairn-in/0", true),
+                stub("etc/hosts", false),
+                stub("etc/hostname", false),
+            ]
+        );
+        // Nothing below a non-directory (it may be a symlink out of the root).
+        let etc_is_link = |p: &str| match p {
+            "etc" => Existing::Other,
+            _ => Existing::Dir,
+        };
+        assert!(stub_plan(&s, &etc_is_link).is_empty());
+        // An empty root: every entry, each path once.
+        let plan = stub_plan(&s, &|_| Existing::Missing);
+        let paths: Vec<&str> = plan.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "proc",
+                "dev",
+                "sys",
+                "etc",
+                "tmp",
+                ".cairn-in",
+                ".cairn-in/0",
+                "etc/hosts",
+                "etc/resolv.conf",
+                "etc/hostname"
+            ]
+        );
+        assert!(plan[3].dir && !plan[7].dir);
     }
 
     #[test]

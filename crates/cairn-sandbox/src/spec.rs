@@ -170,6 +170,13 @@ pub enum Action {
 pub struct StepSpec {
     /// Read-only lower dirs, topmost first (may be empty for `FROM scratch`).
     pub lowers: Vec<PathBuf>,
+    /// The walk snapshotter's root: when set, the step runs in this writable
+    /// directory itself (bound on [`StepDirs::rootfs`]) instead of an overlay of
+    /// `lowers` (then unused), and a one-directory [`InputSource::Layers`] is bound
+    /// instead of overlaid. Mount points missing in it are created as stubs by the
+    /// engine ([`crate::walk`]), never by the helper.
+    #[serde(default)]
+    pub root_dir: Option<PathBuf>,
     /// The step's directories.
     pub dirs: StepDirs,
     /// Host name inside the step.

@@ -11,5 +11,6 @@ mod isolation;
 mod kaniko_cli;
 mod rootless;
 mod sandbox;
+mod snapshotter;
 mod support;
 mod unpack;

@@ -332,3 +332,53 @@ fn same_size_and_mtime_is_decided_by_the_bytes() {
         .collect();
     assert_eq!(paths, ["big"]);
 }
+
+#[test]
+fn a_recreated_directory_is_opaque_as_in_an_overlay_upper() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (parent, child) = (tmp.path().join("p"), tmp.path().join("c"));
+    for d in [&parent, &child] {
+        fs::create_dir_all(d.join("opt/other")).unwrap();
+    }
+    fs::write(parent.join("opt/other/old"), b"old").unwrap();
+    fs::write(child.join("opt/other/fresh"), b"fresh").unwrap();
+    let recreated: HashSet<PathBuf> = [PathBuf::from("opt/other")].into();
+    assert!(!diff_is_empty(&parent, &child, &recreated).unwrap());
+    let mut blob = Vec::new();
+    write_diff_layer_with(&parent, &child, &mut blob, &opts(), &recreated).unwrap();
+    let paths: Vec<String> = read_entries(&gunzip(&blob))
+        .into_iter()
+        .map(|e| e.path)
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "opt/",
+            "opt/other/",
+            "opt/other/.wh..wh..opq",
+            "opt/other/fresh"
+        ]
+    );
+    // Without the hint the same trees give a whiteout per old entry instead.
+    let (_, blob) = diff_layer(&parent, &child);
+    let paths: Vec<String> = read_entries(&gunzip(&blob))
+        .into_iter()
+        .map(|e| e.path)
+        .collect();
+    assert!(
+        paths.contains(&"opt/other/.wh.old".to_string()),
+        "{paths:?}"
+    );
+    // Applied, both give the child's tree.
+    let dest = tmp.path().join("applied");
+    fs::create_dir(&dest).unwrap();
+    apply(&full_layer(&parent), &dest);
+    let mut blob = Vec::new();
+    write_diff_layer_with(&parent, &child, &mut blob, &opts(), &recreated).unwrap();
+    apply(&blob, &dest);
+    let names: Vec<_> = fs::read_dir(dest.join("opt/other"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["fresh"]);
+}
