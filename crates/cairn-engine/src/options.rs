@@ -230,3 +230,17 @@ pub struct BuildOptions {
     /// How steps' layers are taken (`--snapshotter`).
     pub snapshotter: Snapshotter,
 }
+
+impl BuildOptions {
+    /// The registry client of a build: its insecure registries and its separate
+    /// pull and push credentials.
+    pub(crate) fn registry_client(&self) -> Result<cairn_registry::Client, crate::Error> {
+        cairn_registry::Client::new(cairn_registry::ClientOptions {
+            insecure_registries: self.insecure_registries.clone(),
+            pull_credentials: self.pull_credentials.clone(),
+            push_credentials: self.push_credentials.clone(),
+            ..Default::default()
+        })
+        .map_err(crate::Error::registry("set up the registry client"))
+    }
+}

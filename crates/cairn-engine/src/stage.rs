@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use cairn_dockerfile::{CommandForm, Dockerfile, Instruction};
 use cairn_oci::{ContentStore, History, ImageConfig, LayerOptions, SourceKind};
-use cairn_registry::{Client, ClientOptions, Reference};
+use cairn_registry::{Client, Reference};
 use cairn_sandbox::{Action, Input, Network, StepDirs, StepOutcome, StepSpec};
 
 use crate::cache::{Cache, DirCache, EntryMeta, LayerRecord, RegistryCache};
@@ -253,15 +253,8 @@ impl<'a> Build<'a> {
         let ignore = DockerIgnore::load(&opts.dockerfile, &context)
             .map_err(|e| Error::io("read .dockerignore of", &context, e))?;
         opts.state.ensure()?;
-        let store = ContentStore::open(opts.state.content())
-            .map_err(Error::oci("open the content store"))?;
-        let client = Client::new(ClientOptions {
-            insecure_registries: opts.insecure_registries.clone(),
-            pull_credentials: opts.pull_credentials.clone(),
-            push_credentials: opts.push_credentials.clone(),
-            ..Default::default()
-        })
-        .map_err(Error::registry("set up the registry client"))?;
+        let store = opts.state.store()?;
+        let client = opts.registry_client()?;
         let http = crate::fetch::http_client(opts.ca_cert.as_deref())?;
         let scratch = ScratchDir::create(&opts.state.tmp(), "build")?;
         let cache = match (&opts.cache_repo, &opts.layer_cache_dir) {

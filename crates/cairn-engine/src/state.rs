@@ -49,6 +49,11 @@ impl StateDir {
         self.root.join("content-v1")
     }
 
+    /// Opens the blob store.
+    pub(crate) fn store(&self) -> Result<cairn_oci::ContentStore, Error> {
+        cairn_oci::ContentStore::open(self.content()).map_err(Error::oci("open the content store"))
+    }
+
     /// Unpacked snapshots.
     pub fn snapshots(&self) -> PathBuf {
         self.root.join("snapshots-v1")

@@ -190,8 +190,7 @@ pub async fn unpack(opts: &UnpackOptions) -> Result<UnpackResult, Error> {
     let (image, blobs) = match &opts.source {
         UnpackSource::Registry(reference) => {
             opts.state.ensure()?;
-            let store = ContentStore::open(opts.state.content())
-                .map_err(Error::oci("open the content store"))?;
+            let store = opts.state.store()?;
             let client = Client::new(ClientOptions {
                 insecure_registries: opts.insecure_registries.clone(),
                 pull_credentials: opts.pull_credentials.clone(),

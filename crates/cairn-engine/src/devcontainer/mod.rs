@@ -43,7 +43,7 @@ use cairn_devcontainer::order::{FeatureNode, install_order, plan_features};
 use cairn_devcontainer::substitute::SubstitutionContext;
 use cairn_devcontainer::{Base, DevContainerConfig, find_config, load_config};
 use cairn_oci::Digest;
-use cairn_registry::{Client, ClientOptions, Reference};
+use cairn_registry::{Client, Reference};
 use serde_json::{Value, json};
 
 use crate::feature_fetch::{FeatureFetchOptions, FeatureFetcher, lockfile_for, resolve_all};
@@ -156,16 +156,6 @@ struct Prepared {
     lock: (PathBuf, Lockfile, bool),
 }
 
-fn client_for(b: &BuildOptions) -> Result<Client, Error> {
-    Client::new(ClientOptions {
-        insecure_registries: b.insecure_registries.clone(),
-        pull_credentials: b.pull_credentials.clone(),
-        push_credentials: b.push_credentials.clone(),
-        ..Default::default()
-    })
-    .map_err(Error::registry("set up the registry client"))
-}
-
 async fn prepare(opts: &DevcontainerOptions) -> Result<Prepared, Error> {
     let workspace = opts
         .workspace_folder
@@ -188,7 +178,7 @@ async fn prepare(opts: &DevcontainerOptions) -> Result<Prepared, Error> {
         )));
     }
     opts.build.state.ensure()?;
-    let client = client_for(&opts.build)?;
+    let client = opts.build.registry_client()?;
     let scratch = crate::state::ScratchDir::create(&opts.build.state.tmp(), "devcontainer")?;
     let config_dir = config_path
         .parent()
@@ -268,8 +258,7 @@ async fn base_facts(
     client: &Client,
     state: &crate::StateDir,
 ) -> Result<BaseFacts, Error> {
-    let store = cairn_oci::ContentStore::open(state.content())
-        .map_err(Error::oci("open the content store"))?;
+    let store = state.store()?;
     let platform = crate::Platform::host();
     let resolve = |image: String| {
         let (store, platform) = (&store, &platform);
@@ -698,8 +687,7 @@ async fn record_duration(
     hash: &str,
     duration_ms: u64,
 ) -> Result<(), Error> {
-    let store = cairn_oci::ContentStore::open(state.content())
-        .map_err(Error::oci("open the content store"))?;
+    let store = state.store()?;
     crate::cache::put_duration_entry(
         client,
         &store,
