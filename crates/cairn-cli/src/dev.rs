@@ -29,11 +29,16 @@ pub enum DevCommand {
         registry: String,
     },
     /// The main job on an embedded default: start a registry on a free port, seed
-    /// it, build `testdata/examples/hello`, push it, and show what was pushed.
+    /// it, build `testdata/examples/hello`, push it, and show what was pushed;
+    /// then build the dev container `testdata/examples/devcontainer` twice, the
+    /// second time from an empty local state (a pre-built hit).
     Demo {
         /// The example to build.
         #[arg(long, default_value = "testdata/examples/hello")]
         context: PathBuf,
+        /// The dev container example (`-` to skip it).
+        #[arg(long, default_value = "testdata/examples/devcontainer")]
+        devcontainer: PathBuf,
         /// Also write the image as an OCI layout here.
         #[arg(long)]
         oci: Option<PathBuf>,
@@ -76,6 +81,7 @@ pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
         }
         DevCommand::Demo {
             context,
+            devcontainer,
             oci,
             state_dir,
         } => crate::in_build_namespace(async move {
@@ -133,10 +139,55 @@ pub fn run(cmd: DevCommand) -> anyhow::Result<()> {
                 result.manifest_digest,
                 result.layers
             );
+            if devcontainer != std::path::Path::new("-") {
+                demo_devcontainer(&devcontainer, &reg.addr(), &opts, &tmp).await?;
+            }
             let _ = std::fs::remove_dir_all(&tmp);
             Ok(())
         }),
     }
+}
+
+/// Builds the dev container example twice: cold (pushed with its config-hash
+/// tag), then from an empty local state, where the config hash finds the image.
+async fn demo_devcontainer(
+    workspace: &std::path::Path,
+    registry: &str,
+    base: &BuildOptions,
+    tmp: &std::path::Path,
+) -> anyhow::Result<()> {
+    let image = format!("{registry}/demo/devcontainer:latest");
+    for (n, what) in ["cold", "again, empty local state"].iter().enumerate() {
+        let mut build = base.clone();
+        build.state = StateDir::new(tmp.join(format!("dc-state-{n}")));
+        build.outputs = Vec::new();
+        let opts = cairn_engine::devcontainer::DevcontainerOptions {
+            workspace_folder: workspace.to_path_buf(),
+            config: None,
+            image_name: Some(image.parse()?),
+            // Only what the example's `${localEnv:…}` needs, not cairn's environment.
+            local_env: [("CAIRN_DEMO_REGISTRY".to_string(), registry.to_string())].into(),
+            feature_mirror: None,
+            lockfile: cairn_engine::devcontainer::LockfileMode::Off,
+            unpack_to: None,
+            env_file: None,
+            cached_only: false,
+            build,
+        };
+        let started = std::time::Instant::now();
+        let r = cairn_engine::devcontainer::build(&opts).await?;
+        println!(
+            "dev container {image} ({what}): {:.2}s, {}, config hash {}",
+            started.elapsed().as_secs_f64(),
+            if r.prebuilt {
+                "pre-built image used"
+            } else {
+                "built and pushed"
+            },
+            r.config_hash
+        );
+    }
+    Ok(())
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

@@ -253,3 +253,27 @@ fn named_build_contexts() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("build context `extra`"));
 }
+
+/// The README's main command, `cairn dev demo`: its own registry, the Dockerfile
+/// example built and pushed, then the dev container example built and found
+/// pre-built from an empty local state.
+#[test]
+fn dev_demo_runs_the_main_job() {
+    let out = run(std::process::Command::new(cairn_bin())
+        .args(["dev", "demo", "--context"])
+        .arg(testdata("examples/hello"))
+        .arg("--devcontainer")
+        .arg(testdata("examples/devcontainer")));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("built and pushed"), "{stdout}");
+    assert!(
+        stdout.contains("(cold)") && stdout.contains("built and pushed, config hash"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pre-built image used"), "{stdout}");
+}
