@@ -293,10 +293,7 @@ impl ChunkSender {
             let at = self.buf.len;
             let n = match file.read(&mut self.buf.data[at..at + want]) {
                 Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shrank while being archived",
-                    ));
+                    return Err(shrank());
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -555,10 +552,7 @@ pub(crate) trait TarSink: Write {
         };
         let n = io::copy(&mut reader, self)?;
         if n != size {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while being archived",
-            ));
+            return Err(shrank());
         }
         let pad = (512 - size % 512) % 512;
         self.write_all(&[0; 512][..pad as usize])
@@ -863,14 +857,7 @@ impl<W: TarSink> LayerWriter<'_, W> {
                 .append_data(&mut h, rel, &mut reader)
                 .ctx("write file", full)?;
             if reader.remaining != 0 {
-                return Err(Error::io(
-                    "read",
-                    full,
-                    io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shrank while being archived",
-                    ),
-                ));
+                return Err(Error::io("read", full, shrank()));
             }
         } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
             let et = if ft.is_fifo() {
@@ -1035,14 +1022,7 @@ fn pre_read(full: &Path, file: &mut fs::File, size: u64) -> Result<PreRead, Erro
     while n < data.len() {
         match file.read(&mut data[n..]) {
             Ok(0) => {
-                return Err(Error::io(
-                    "read",
-                    full,
-                    io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shrank while being archived",
-                    ),
-                ));
+                return Err(Error::io("read", full, shrank()));
             }
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -1098,5 +1078,15 @@ impl<R: Read> Read for ExactReader<R> {
 }
 
 mod pgzip;
+
+/// The error of a file that got shorter while its bytes were being archived
+/// (its size was already in the tar header).
+fn shrank() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "file shrank while being archived",
+    )
+}
+
 #[cfg(test)]
 pub(crate) mod tests;
